@@ -1,0 +1,1 @@
+"""The auditor: inventory, scope, orchestration, evidence, reports, CLI and the lab."""

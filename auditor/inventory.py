@@ -1,0 +1,359 @@
+"""The inventory: what an auditor on site writes down before auditing.
+
+It names the networks (with their zone and medium, which no probe can tell), the hosts with
+their roles and the addresses the auditor reaches them at, the tunnels, the services each
+host is declared to offer and from where, and the authorized scope: the only addresses the
+auditor may ever send a packet to. See ``docs/inventory.md`` for the format.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from netaddr import IPAddress, IPNetwork, IPSet
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from auditor.yamlsource import Loc, SourceError, load_located, validate_document
+
+Problem = tuple[Loc, str]
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+def _parse_network(value: Any) -> IPNetwork:
+    if isinstance(value, IPNetwork):
+        return value
+    try:
+        net = IPNetwork(str(value))
+    except Exception as exc:
+        raise ValueError(f"not an IP network: {value!r}") from exc
+    if net.ip != net.network:
+        raise ValueError(f"{value} has host bits set; write {net.cidr}")
+    return net
+
+
+def _parse_address(value: Any) -> IPAddress:
+    if isinstance(value, IPAddress):
+        return value
+    try:
+        return IPAddress(str(value))
+    except Exception as exc:
+        raise ValueError(f"not an IP address: {value!r}") from exc
+
+
+Network = Annotated[IPNetwork, BeforeValidator(_parse_network), PlainSerializer(str)]
+Address = Annotated[IPAddress, BeforeValidator(_parse_address), PlainSerializer(str)]
+
+
+class Zone(StrEnum):
+    EXTERNAL = "external"
+    PROTECTED = "protected"
+    OFFICE = "office"
+
+
+class Medium(StrEnum):
+    INTERNET = "internet"
+    IP_VPN = "ip-vpn"
+    LEASED_LINE = "leased-line"
+    LAN = "lan"
+
+
+class Role(StrEnum):
+    RECEIVING = "receiving"
+    SENDING = "sending"
+    PROCESSING = "processing"
+    TERMINAL = "terminal"
+    LOG = "log"
+    ROUTER = "router"
+    OFFICE = "office"
+    EXTERNAL_PARTY = "external-party"
+    VANTAGE = "vantage"
+
+
+#: Roles of the certified organisation's own machines: these are audited over SSH.
+ORGANISATION_ROLES = frozenset(
+    {Role.RECEIVING, Role.SENDING, Role.PROCESSING, Role.TERMINAL, Role.LOG}
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class Scope(Strict):
+    """The only addresses any probe may send a packet to (and loopback)."""
+
+    authorized: list[Network] = Field(min_length=1)
+
+    @cached_property
+    def ipset(self) -> IPSet:
+        return IPSet(self.authorized)
+
+    def permits(self, target: str | IPAddress | IPNetwork) -> bool:
+        """True when every address of ``target`` is authorized (loopback always is)."""
+        net = IPNetwork(str(target))
+        if net.cidr in _LOOPBACK.iter_cidrs()[0] or (net.version == 6 and net.cidr == _V6_LOOPBACK):
+            return True
+        return bool(IPSet([net.cidr]).issubset(self.ipset))
+
+
+_LOOPBACK = IPSet(["127.0.0.0/8"])
+_V6_LOOPBACK = IPNetwork("::1/128")
+
+
+class SshAccess(Strict):
+    user: str = "auditor"
+    key: Path
+    known_hosts: Path
+    port: int = Field(default=22, ge=1, le=65535)
+    connect_timeout: float = Field(default=5.0, gt=0, le=120)
+    command_timeout: float = Field(default=30.0, gt=0, le=3600)
+    parallel: int = Field(default=8, ge=1, le=256)
+
+
+class LocalVantage(Strict):
+    """This machine's own addresses on a network: it can capture and scan from there."""
+
+    ipv4: Address | None = None
+    ipv6: Address | None = None
+
+
+class NetworkDef(Strict):
+    zone: Zone
+    medium: Medium
+    ipv4: Network | None = None
+    ipv6: Network | None = None
+    auditor: LocalVantage | None = None
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _has_a_prefix(self) -> NetworkDef:
+        if self.ipv4 is None and self.ipv6 is None:
+            raise ValueError("a network needs ipv4 or ipv6")
+        if self.ipv4 is not None and self.ipv4.version != 4:
+            raise ValueError(f"ipv4: {self.ipv4} is not IPv4")
+        if self.ipv6 is not None and self.ipv6.version != 6:
+            raise ValueError(f"ipv6: {self.ipv6} is not IPv6")
+        return self
+
+    @property
+    def prefixes(self) -> list[IPNetwork]:
+        return [p for p in (self.ipv4, self.ipv6) if p is not None]
+
+
+class TunnelDef(Strict):
+    type: Literal["wireguard", "ipsec", "openvpn"]
+    over: Name
+    ipv4: Network | None = None
+    ipv6: Network | None = None
+    endpoints: list[Name] = Field(min_length=2, max_length=2)
+
+    @property
+    def prefixes(self) -> list[IPNetwork]:
+        return [p for p in (self.ipv4, self.ipv6) if p is not None]
+
+
+class ServiceDef(Strict):
+    """A listening service the organisation declares, and the networks allowed to reach it."""
+
+    port: int = Field(ge=1, le=65535)
+    proto: Literal["tcp", "udp"] = "tcp"
+    sources: list[Name] = Field(alias="from", min_length=1)
+    purpose: str = ""
+
+
+class HostDef(Strict):
+    roles: list[Role] = Field(min_length=1)
+    os: Literal["linux", "windows"] = "linux"
+    ssh: Address | None = None
+    addresses: dict[Name, list[Address]] = Field(default_factory=dict)
+    services: list[ServiceDef] = Field(default_factory=list)
+    description: str = ""
+
+    @field_validator("roles")
+    @classmethod
+    def _unique_roles(cls, roles: list[Role]) -> list[Role]:
+        if len(set(roles)) != len(roles):
+            raise ValueError("a role is listed twice")
+        return roles
+
+    @property
+    def is_organisation(self) -> bool:
+        return bool(ORGANISATION_ROLES.intersection(self.roles))
+
+    def all_addresses(self) -> list[IPAddress]:
+        return [a for addrs in self.addresses.values() for a in addrs]
+
+
+class Inventory(Strict):
+    version: Literal[1] = 1
+    organisation: str
+    scope: Scope
+    ssh: SshAccess
+    networks: dict[Name, NetworkDef] = Field(min_length=1)
+    tunnels: dict[Name, TunnelDef] = Field(default_factory=dict)
+    hosts: dict[Name, HostDef] = Field(min_length=1)
+    log_host: Name | None = None
+
+    @model_validator(mode="after")
+    def _cross_references(self, info: ValidationInfo) -> Inventory:
+        # Loaded from a file, the loader reports these with their line numbers instead.
+        if info.context and "doc" in info.context:
+            return self
+        problems = self.cross_reference_problems()
+        if problems:
+            raise ValueError("; ".join(f"{'.'.join(map(str, loc))}: {m}" for loc, m in problems))
+        return self
+
+    def cross_reference_problems(self) -> list[Problem]:
+        """Problems no single field can see: overlaps, dangling names, out-of-scope targets."""
+        problems = [
+            *self._check_networks_disjoint(),
+            *self._check_tunnels(),
+            *self._check_hosts(),
+        ]
+        if self.log_host is not None and self.log_host not in self.hosts:
+            problems.append((("log_host",), f"no host named {self.log_host!r}"))
+        return problems
+
+    def _check_networks_disjoint(self) -> list[Problem]:
+        problems: list[Problem] = []
+        seen: list[tuple[str, IPNetwork]] = []
+        segments = [("networks", n, p) for n, d in self.networks.items() for p in d.prefixes]
+        segments += [("tunnels", n, p) for n, t in self.tunnels.items() for p in t.prefixes]
+        for kind, name, prefix in segments:
+            loc = (kind, name, f"ipv{prefix.version}")
+            for other, other_prefix in seen:
+                if prefix.version == other_prefix.version and (
+                    prefix in other_prefix or other_prefix in prefix
+                ):
+                    problems.append((loc, f"{prefix} overlaps {other} ({other_prefix})"))
+            seen.append((name, prefix))
+            if not self.scope.permits(prefix):
+                problems.append((loc, f"{prefix} is outside the authorized scope"))
+        return problems
+
+    def _check_tunnels(self) -> list[Problem]:
+        problems: list[Problem] = []
+        for name, tunnel in self.tunnels.items():
+            if tunnel.over not in self.networks:
+                problems.append((("tunnels", name, "over"), f"no network named {tunnel.over!r}"))
+            problems += [
+                (("tunnels", name, "endpoints", i), f"no host named {h!r}")
+                for i, h in enumerate(tunnel.endpoints)
+                if h not in self.hosts
+            ]
+        return problems
+
+    def _segments(self) -> dict[str, list[IPNetwork]]:
+        return {
+            **{n: d.prefixes for n, d in self.networks.items()},
+            **{n: t.prefixes for n, t in self.tunnels.items()},
+        }
+
+    def _check_hosts(self) -> list[Problem]:
+        problems: list[Problem] = []
+        segments = self._segments()
+        for name, host in self.hosts.items():
+            where = ("hosts", name)
+            if host.is_organisation and host.ssh is None and host.os == "linux":
+                problems.append(((*where, "roles"), "an organisation host needs an ssh address"))
+            if host.ssh is not None and not self.scope.permits(host.ssh):
+                problems.append(((*where, "ssh"), f"{host.ssh} is outside the authorized scope"))
+            problems += self._check_host_addresses(where, host, segments)
+            for i, service in enumerate(host.services):
+                problems += [
+                    ((*where, "services", i, "from"), f"no network or tunnel named {s!r}")
+                    for s in service.sources
+                    if s not in segments
+                ]
+        return problems
+
+    @staticmethod
+    def _check_host_addresses(
+        where: tuple[str, str], host: HostDef, segments: dict[str, list[IPNetwork]]
+    ) -> list[Problem]:
+        problems: list[Problem] = []
+        for segment, addrs in host.addresses.items():
+            if segment not in segments:
+                problems.append(
+                    ((*where, "addresses", segment), "no network or tunnel by that name")
+                )
+                continue
+            problems += [
+                ((*where, "addresses", segment, i), f"{a} is not inside {segment}")
+                for i, a in enumerate(addrs)
+                if not any(a in p for p in segments[segment])
+            ]
+        return problems
+
+    # -- questions the rest of the auditor asks ------------------------------------------
+    def hosts_with(self, role: Role) -> list[str]:
+        return sorted(n for n, h in self.hosts.items() if role in h.roles)
+
+    def organisation_hosts(self) -> list[str]:
+        return sorted(n for n, h in self.hosts.items() if h.is_organisation)
+
+    def networks_in(self, *zones: Zone) -> list[str]:
+        return sorted(n for n, d in self.networks.items() if d.zone in zones)
+
+    def network_of(self, address: IPAddress) -> str | None:
+        for name, definition in self.networks.items():
+            if any(address in p for p in definition.prefixes):
+                return name
+        for name, tunnel in self.tunnels.items():
+            if any(address in p for p in tunnel.prefixes):
+                return name
+        return None
+
+
+def load_inventory(path: Path) -> Inventory:
+    """Load and validate an inventory; relative key paths are made relative to its folder.
+
+    Raises ``SourceError`` whose message names the file, line and key of every problem.
+    """
+    doc = load_located(path)
+    inventory = validate_document(doc, Inventory)
+    problems = inventory.cross_reference_problems()
+    if problems:
+        raise SourceError(
+            path, [f"{doc.where(loc)}: {'.'.join(map(str, loc))}: {msg}" for loc, msg in problems]
+        )
+    base = path.parent
+    ssh = inventory.ssh.model_copy(
+        update={
+            "key": (base / inventory.ssh.key).resolve(),
+            "known_hosts": (base / inventory.ssh.known_hosts).resolve(),
+        }
+    )
+    return inventory.model_copy(update={"ssh": ssh})
+
+
+__all__ = [
+    "ORGANISATION_ROLES",
+    "HostDef",
+    "Inventory",
+    "Medium",
+    "NetworkDef",
+    "Role",
+    "Scope",
+    "ServiceDef",
+    "SourceError",
+    "SshAccess",
+    "TunnelDef",
+    "Zone",
+    "load_inventory",
+]

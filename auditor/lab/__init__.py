@@ -1,0 +1,1 @@
+"""The reference lab: podman networks and containers replicating a certified organisation."""

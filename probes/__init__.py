@@ -1,0 +1,1 @@
+"""Probes: collect raw artifacts and parse them into typed facts. Probes never judge."""

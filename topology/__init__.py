@@ -1,0 +1,1 @@
+"""Topology: the graph of hosts, networks, routes, tunnels and compiled firewalls."""
