@@ -1,0 +1,107 @@
+"""Typed facts about one host, as parsed from what the SSH collector gathered.
+
+These are the contract between the collector (which fills them) and the topology builder and
+checks (which read them). ``None`` always means "not collected": a check that needs it is
+inconclusive, never guessing a default.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Fact(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InterfaceAddress(_Fact):
+    address: str  #: "10.98.21.20"
+    prefixlen: int
+    family: Literal[4, 6]
+    scope: str = "global"  #: "global", "link", "host"
+
+
+class Interface(_Fact):
+    name: str
+    kind: str | None = None  #: "veth", "wireguard", "tun", "loopback", ...
+    up: bool
+    mac: str | None = None
+    addresses: list[InterfaceAddress] = Field(default_factory=list)
+
+
+class Route(_Fact):
+    family: Literal[4, 6]
+    destination: str  #: "default" or a prefix "10.98.21.0/24"
+    gateway: str | None = None
+    device: str | None = None
+    table: str = "main"
+    type: str = "unicast"  #: "unicast", "local", "blackhole", "unreachable", "prohibit", ...
+    metric: int | None = None
+    source: str | None = None  #: preferred source address
+
+
+class PolicyRule(_Fact):
+    family: Literal[4, 6]
+    priority: int
+    table: str
+    selector: dict[str, Any] = Field(default_factory=dict)
+
+
+class Listener(_Fact):
+    proto: Literal["tcp", "udp"]
+    address: str  #: "0.0.0.0", "::", "127.0.0.1", "10.98.21.20", "*"
+    port: int
+    process: str | None = None
+    pid: int | None = None
+
+
+class Process(_Fact):
+    pid: int
+    user: str
+    command: str  #: the executable's name
+    args: str
+
+
+class WireguardPeer(_Fact):
+    public_key: str
+    endpoint: str | None = None  #: "10.98.10.10:51820"
+    allowed_ips: list[str] = Field(default_factory=list)
+    latest_handshake: int | None = None  #: unix time, None when never
+    persistent_keepalive: int | None = None
+
+
+class WireguardInterface(_Fact):
+    name: str
+    public_key: str
+    listen_port: int | None = None
+    peers: list[WireguardPeer] = Field(default_factory=list)
+
+
+class HostKey(_Fact):
+    type: str  #: "ssh-ed25519"
+    fingerprint: str  #: "SHA256:..."
+
+
+class HostFacts(_Fact):
+    """Everything collected from one host. Each field is None when its collection failed."""
+
+    host: str
+    interfaces: list[Interface] | None = None
+    routes: list[Route] | None = None
+    policy_rules: list[PolicyRule] | None = None
+    forwarding_v4: bool | None = None
+    forwarding_v6: bool | None = None
+    nftables: dict[str, Any] | None = None  #: `nft -j list ruleset` as parsed JSON
+    listeners: list[Listener] | None = None
+    processes: list[Process] | None = None
+    wireguard: list[WireguardInterface] | None = None
+    machine_id: str | None = None
+    host_keys: list[HostKey] | None = None
+    os_release: dict[str, str] | None = None
+    packages: dict[str, str] | None = None  #: installed package name -> version
+    files: dict[str, str] = Field(default_factory=dict)  #: path -> content, for config files
+    commands: dict[str, str] = Field(default_factory=dict)  #: name -> output, for host checks
+    errors: dict[str, str] = Field(default_factory=dict)  #: fact name -> why it is missing
+    evidence: dict[str, str] = Field(default_factory=dict)  #: fact name -> "sha256:..."
