@@ -1,0 +1,84 @@
+# Set-up, demo and tests. Everything here must work on a fresh Debian 12 machine as root,
+# and be quick when already done (`make setup` is idempotent).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+AUDITOR := $(BIN)/auditor
+DEMO_OUT ?= out/demo
+# Debian packages the auditor, its probes and the lab need on the auditing machine.
+APT_PACKAGES := podman runc containernetworking-plugins debootstrap nmap tcpdump nftables \
+	iproute2 iputils-ping netcat-openbsd openssh-client openssh-server python3-venv \
+	python3-dev gcc libffi-dev ca-certificates wireguard-tools
+VENV_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
+export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf
+
+.PHONY: help setup apt venv image demo test test-unit test-lab lint bench clean lab-down
+
+help:
+	@echo "make demo   - set up, bring the reference lab up, run a full audit, write the report"
+	@echo "make test   - set up, then run the whole test suite (lint, unit, lab end to end)"
+	@echo "make setup  - install Debian packages, the virtual environment and the lab image"
+	@echo "make lint   - ruff and mypy"
+	@echo "make bench  - benchmarks (bench/results/latest.json)"
+
+setup: apt venv image
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "setup: run as root to install: $$missing" >&2; exit 3; fi; \
+		echo "Installing Debian packages:" $$missing; \
+		apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@# The system sshd is only needed as a binary for tests; never leave it listening.
+	@if command -v systemctl >/dev/null && systemctl is-enabled ssh >/dev/null 2>&1; then \
+		systemctl disable --now ssh >/dev/null 2>&1 || true; fi
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+image: venv
+	$(AUDITOR) lab build-image
+
+demo: setup
+	$(AUDITOR) lab up
+	@rc=0; $(AUDITOR) audit --inventory "$$($(AUDITOR) lab inventory)" --out $(DEMO_OUT) || rc=$$?; \
+	echo; echo "Audit exit code: $$rc (0 pass, 1 fail, 2 inconclusive, 3 could not run)"; \
+	echo "Findings: $(DEMO_OUT)/findings.json"; \
+	[ $$rc -le 2 ]
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test-unit: venv
+	$(BIN)/pytest -m "not lab" -q
+
+test-lab: setup
+	$(BIN)/pytest -m lab -q
+
+test: setup lint
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python -m bench
+
+lab-down: venv
+	$(AUDITOR) lab down
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
