@@ -1,0 +1,117 @@
+"""send-separate-host (第4号ニ(3)): the sending server is a machine of its own.
+
+Two inventory hosts are the same machine when they share a machine-id, an SSH host key or an
+address. A pass needs the identities of every receiving, processing and sending host.
+"""
+
+from __future__ import annotations
+
+from auditor.findings import Finding, Status
+from auditor.inventory import Role
+from policies.checks.common import Outcome, inconclusive, judge_each
+from policies.context import AuditContext
+from policies.model import Control
+from probes.facts import HostFacts
+
+
+def check(ctx: AuditContext, control: Control) -> list[Finding]:
+    return judge_each(ctx, control, lambda host: _judge(ctx, host))
+
+
+def _judge(ctx: AuditContext, sender: str) -> Outcome:
+    others = sorted(
+        {*ctx.inventory.hosts_with(Role.RECEIVING), *ctx.inventory.hosts_with(Role.PROCESSING)}
+        - {sender}
+    )
+    hosts = [sender, *others]
+    missing = [h for h in hosts if not _identity_complete(ctx.facts(h))]
+    if missing:
+        reasons = "; ".join(_why_incomplete(ctx, h) for h in missing)
+        return inconclusive(
+            f"the identities of {', '.join(missing)} could not be collected: {reasons}",
+            f"{', '.join(missing)} の識別情報(machine-id・ホスト鍵・アドレス)を収集できなかった: {reasons}",
+        )
+    mine = _identity(ctx.facts(sender))
+    evidence = [ref for h in hosts for ref in _identity_evidence(ctx.facts(h))]
+    shared = {o: _shared(mine, _identity(ctx.facts(o))) for o in others}
+    clashes = {o: s for o, s in shared.items() if s}
+    expected = f"no machine-id, host key or address shared with {', '.join(others) or 'nobody'}"
+    if clashes:
+        detail = "; ".join(f"{o}: {', '.join(s)}" for o, s in clashes.items())
+        return Outcome(
+            Status.FAIL,
+            f"{sender} is the same machine as {', '.join(clashes)} ({detail})",
+            f"{sender} は {', '.join(clashes)} と同一の機器である({detail})",
+            expected=expected,
+            actual=detail,
+            evidence=evidence,
+        )
+    return Outcome(
+        Status.PASS,
+        f"{sender} is a machine of its own: its machine-id, host keys and addresses differ from "
+        f"those of {', '.join(others)}",
+        f"{sender} は独立した機器である(machine-id・ホスト鍵・アドレスが {', '.join(others)} と異なる)",
+        expected=expected,
+        actual="all distinct",
+        evidence=evidence,
+    )
+
+
+Identity = dict[str, set[str]]
+
+
+def _identity_complete(facts: HostFacts | None) -> bool:
+    return (
+        facts is not None
+        and bool(facts.machine_id)
+        and bool(facts.host_keys)
+        and facts.interfaces is not None
+    )
+
+
+def _why_incomplete(ctx: AuditContext, host: str) -> str:
+    facts = ctx.facts(host)
+    if facts is None:
+        return ctx.collection_problem(host)
+    lacking = [
+        f"{name} ({facts.errors.get(name, 'not collected')})"
+        for name, value in (
+            ("machine_id", facts.machine_id),
+            ("host_keys", facts.host_keys),
+            ("interfaces", facts.interfaces),
+        )
+        if not value
+    ]
+    return f"{host}: " + ", ".join(lacking)
+
+
+def _identity(facts: HostFacts | None) -> Identity:
+    assert facts is not None and facts.interfaces is not None and facts.host_keys is not None
+    addresses = {
+        a.address
+        for i in facts.interfaces
+        if i.kind != "loopback" and i.name != "lo"
+        for a in i.addresses
+        if a.scope == "global"
+    }
+    return {
+        "machine-id": {facts.machine_id or ""},
+        "host key": {k.fingerprint for k in facts.host_keys},
+        "address": addresses,
+    }
+
+
+def _shared(mine: Identity, theirs: Identity) -> list[str]:
+    return [
+        f"{kind} {', '.join(sorted(mine[kind] & theirs[kind]))}"
+        for kind in mine
+        if mine[kind] & theirs[kind]
+    ]
+
+
+def _identity_evidence(facts: HostFacts | None) -> list[str]:
+    if facts is None:
+        return []
+    return [
+        facts.evidence[k] for k in ("machine_id", "host_keys", "interfaces") if k in facts.evidence
+    ]
