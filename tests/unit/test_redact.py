@@ -1,0 +1,344 @@
+"""Redaction of secrets from artifacts, on the forms real tools print them in."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa, x25519
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from auditor.redact import is_redactable, marker, redact, redact_text
+
+
+def wg_key() -> str:
+    """A real WireGuard key as `wg genkey` prints it."""
+    raw = x25519.X25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.Raw,
+        serialization.PrivateFormat.Raw,
+        serialization.NoEncryption(),
+    )
+    return base64.b64encode(raw).decode()
+
+
+def openssh_private_key() -> str:
+    return (
+        ed25519.Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+
+
+def rsa_pem_private_key(password: bytes | None = None) -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    if password is None:
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ).decode()
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password),
+    ).decode()
+
+
+def body_lines(pem: str) -> list[str]:
+    return [line for line in pem.splitlines() if line and not line.startswith("-----")]
+
+
+# -- private key blocks ---------------------------------------------------------------------
+
+
+def test_openssh_private_key_in_cat_output_is_removed_but_public_key_kept() -> None:
+    private = openssh_private_key()
+    public = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHx0b5o8R0aA auditor@lab"
+    text = f"$ cat ~/.ssh/id_ed25519\n{private}$ cat ~/.ssh/id_ed25519.pub\n{public}\n"
+
+    redacted, counts = redact_text(text)
+
+    assert counts == {"private-key": 1}
+    assert "OPENSSH PRIVATE KEY" not in redacted
+    assert all(line not in redacted for line in body_lines(private))
+    assert public in redacted
+    assert redacted.startswith("$ cat ~/.ssh/id_ed25519\n[REDACTED:private-key]\n")
+
+
+def test_rsa_and_encrypted_pkcs8_blocks_are_each_counted() -> None:
+    first, second = rsa_pem_private_key(), rsa_pem_private_key(b"correct horse")
+    redacted, counts = redact_text(f"{first}\n--\n{second}")
+    assert counts == {"private-key": 2}
+    assert "BEGIN" not in redacted
+    assert redacted == f"{marker('private-key')}\n\n--\n{marker('private-key')}\n"
+
+
+def test_truncated_private_key_block_is_removed_to_the_end() -> None:
+    private = openssh_private_key()
+    cut = private[: len(private) // 2]
+    redacted, counts = redact_text(f"head\n{cut}")
+    assert counts == {"private-key": 1}
+    assert redacted == f"head\n{marker('private-key')}"
+
+
+def test_certificate_and_public_key_blocks_are_not_secrets() -> None:
+    text = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    text += "-----BEGIN PUBLIC KEY-----\nMCow\n-----END PUBLIC KEY-----\n"
+    assert redact_text(text) == (text, {})
+
+
+# -- WireGuard ------------------------------------------------------------------------------
+
+
+def test_wireguard_configuration_keys_are_removed_and_public_keys_kept() -> None:
+    private, preshared, peer_public = wg_key(), wg_key(), wg_key()
+    conf = (
+        "[Interface]\n"
+        "Address = 10.98.100.20/24\n"
+        "ListenPort = 51820\n"
+        f"PrivateKey = {private}\n"
+        "\n"
+        "[Peer]\n"
+        f"PublicKey = {peer_public}\n"
+        f"presharedkey={preshared}\n"
+        "AllowedIPs = 10.98.100.10/32\n"
+        "Endpoint = 10.98.10.10:51820\n"
+    )
+    redacted, counts = redact_text(conf)
+    assert counts == {"wireguard-preshared-key": 1, "wireguard-private-key": 1}
+    assert private not in redacted
+    assert preshared not in redacted
+    assert f"PublicKey = {peer_public}" in redacted
+    assert "PrivateKey = [REDACTED:wireguard-private-key]\n" in redacted
+    assert "presharedkey=[REDACTED:wireguard-preshared-key]\n" in redacted
+
+
+def test_wg_show_all_dump_private_key_column_and_preshared_keys_are_removed() -> None:
+    iface_private, iface_public = wg_key(), wg_key()
+    peer_public, peer_psk = wg_key(), wg_key()
+    other_peer = wg_key()
+    dump = (
+        f"wg0\t{iface_private}\t{iface_public}\t51820\toff\n"
+        f"wg0\t{peer_public}\t{peer_psk}\t10.98.10.10:51820\t10.98.100.10/32\t1732640000\t"
+        "1234\t5678\toff\n"
+        f"wg0\t{other_peer}\t(none)\t(none)\t10.98.100.11/32\t0\t0\t0\t25\n"
+    )
+    redacted, counts = redact_text(dump)
+    assert counts == {"wireguard-preshared-key": 1, "wireguard-private-key": 1}
+    lines = redacted.splitlines()
+    assert lines[0].split("\t") == [
+        "wg0",
+        "[REDACTED:wireguard-private-key]",
+        iface_public,
+        "51820",
+        "off",
+    ]
+    assert lines[1].split("\t")[1:3] == [peer_public, "[REDACTED:wireguard-preshared-key]"]
+    assert lines[2] == dump.splitlines()[2]
+
+
+def test_wg_show_single_interface_dump_has_no_interface_column() -> None:
+    private, public = wg_key(), wg_key()
+    dump = f"{private}\t{public}\t51820\t0x1234\n"
+    redacted, counts = redact_text(dump)
+    assert counts == {"wireguard-private-key": 1}
+    assert redacted == f"[REDACTED:wireguard-private-key]\t{public}\t51820\t0x1234\n"
+
+
+def test_wg_show_human_output_already_hides_keys_and_is_left_alone() -> None:
+    text = (
+        "interface: wg0\n"
+        f"  public key: {wg_key()}\n"
+        "  private key: (hidden)\n"
+        "  listening port: 51820\n"
+    )
+    assert redact_text(text) == (text, {})
+
+
+# -- password hashes ------------------------------------------------------------------------
+
+
+def test_shadow_hashes_are_removed_but_accounts_and_lock_marks_kept() -> None:
+    shadow = (
+        "root:$y$j9T$Cx6qJ1Jk0zGJ0Y6C1pq0o/$4bbYTw1Q8h5y9qFoD9o0Xf3.0FZ9V2hF0m6F7pL1w22:19700:0:"
+        "99999:7:::\n"
+        "daemon:*:19700:0:99999:7:::\n"
+        "auditor:!$6$rounds=5000$saltsalt$M6h8.0V3c9s1q2w3e4r5t6y7u8i9o0p:19700:0:99999:7:::\n"
+        "legacy:$1$abcdefgh$0123456789abcdefghijkl:19700::::::\n"
+    )
+    redacted, counts = redact_text(shadow)
+    assert counts == {"password-hash": 3}
+    assert "$y$" not in redacted and "$6$" not in redacted and "$1$" not in redacted
+    assert redacted.splitlines() == [
+        "root:[REDACTED:password-hash]:19700:0:99999:7:::",
+        "daemon:*:19700:0:99999:7:::",
+        "auditor:![REDACTED:password-hash]:19700:0:99999:7:::",
+        "legacy:[REDACTED:password-hash]:19700::::::",
+    ]
+
+
+def test_grub_password_hash_is_removed() -> None:
+    line = "password_pbkdf2 root grub.pbkdf2.sha512.10000.9A8B7C.6D5E4F\n"
+    redacted, counts = redact_text(line)
+    assert counts == {"password-hash": 1}
+    assert redacted == "password_pbkdf2 root [REDACTED:password-hash]\n"
+
+
+def test_shell_positional_parameters_are_not_hashes() -> None:
+    text = 'echo "$1$2" && exit $5\n'
+    assert redact_text(text) == (text, {})
+
+
+# -- key/value forms ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("password=hunter2", "password=[REDACTED:password]"),
+        ("DB_PASSWORD=s3cr3t\n", "DB_PASSWORD=[REDACTED:password]\n"),
+        ("mysql --password=abc -h db", "mysql --password=[REDACTED:password] -h db"),
+        ("passwd: hunter2", "passwd: [REDACTED:password]"),
+        ("  api_token: 'abc def'", "  api_token: [REDACTED:password]"),
+        ("client_secret: two words # note", "client_secret: [REDACTED:password] # note"),
+        ("SECRET_KEY = 'django-insecure-x'", "SECRET_KEY = [REDACTED:password]"),
+        ('{"user": "a", "password": "p\\"w"}', '{"user": "a", "password": [REDACTED:password]}'),
+        ('{"token":"abc"}', '{"token":[REDACTED:password]}'),
+        (
+            "curl 'https://x/?access_token=abc&y=1'",
+            "curl 'https://x/?access_token=[REDACTED:password]&y=1'",
+        ),
+        (
+            "url: postgres://app:pa55@db:5432/x",
+            "url: postgres://app:[REDACTED:url-password]@db:5432/x",
+        ),
+        ("Authorization: Bearer eyJhbGciOi.x.y", "Authorization: Bearer [REDACTED:authorization]"),
+    ],
+)
+def test_password_like_fields_are_redacted(line: str, expected: str) -> None:
+    redacted, counts = redact_text(line)
+    assert redacted == expected
+    assert sum(counts.values()) == 1
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "passwordauthentication no",  # sshd -T
+        "PasswordAuthentication: yes",
+        "permitemptypasswords no",
+        "password\trequisite\tpam_pwquality.so retry=3",  # PAM
+        "PASS_MAX_DAYS\t99999",  # login.defs
+        "passwd:         files systemd",  # nsswitch.conf: a database, not a secret
+        "passwd: files [NOTFOUND=return] sss",
+        "token_ttl: 3600",
+        "bypass=1",
+        "password=",
+        "secret_file: /etc/app/secret",
+    ],
+)
+def test_ordinary_configuration_is_left_alone(line: str) -> None:
+    assert redact_text(line) == (line, {})
+
+
+def test_marker_values_are_not_redacted_again() -> None:
+    text = "password: [REDACTED:password]\nPrivateKey = [REDACTED:wireguard-private-key]\n"
+    assert redact_text(text) == (text, {})
+
+
+# -- bytes ----------------------------------------------------------------------------------
+
+
+def test_bytes_that_are_not_utf8_survive_redaction_exactly() -> None:
+    content = b"\xff\xfe binary \x00 password=hunter2 \x80\n"
+    result = redact(content)
+    assert result.content == b"\xff\xfe binary \x00 password=[REDACTED:password] \x80\n"
+    assert result.counts == {"password": 1}
+    assert result.total == 1
+
+
+def test_content_without_secrets_is_returned_identical() -> None:
+    content = b"Chain INPUT (policy DROP)\n"
+    assert redact(content).content is content
+    assert redact(content).counts == {}
+
+
+@pytest.mark.parametrize(
+    ("media_type", "redactable"),
+    [
+        ("text/plain", True),
+        ("application/json; charset=utf-8", True),
+        ("application/xml", True),
+        ("application/vnd.tcpdump.pcap", False),
+        ("image/png", False),
+    ],
+)
+def test_binary_media_types_are_not_edited(media_type: str, redactable: bool) -> None:
+    assert is_redactable(media_type) is redactable
+
+
+# -- properties -----------------------------------------------------------------------------
+
+FRAGMENTS = [
+    "password",
+    "passwd",
+    "token",
+    "secret",
+    "_KEY",
+    "PrivateKey",
+    "PresharedKey",
+    "=",
+    " = ",
+    ": ",
+    ":",
+    '"',
+    "'",
+    "\\",
+    "\n",
+    "\t",
+    " ",
+    "[",
+    "]",
+    "#",
+    "&",
+    "$6$",
+    "$y$",
+    "saltsalt",
+    "-----BEGIN OPENSSH PRIVATE KEY-----",
+    "-----END OPENSSH PRIVATE KEY-----",
+    "-----BEGIN RSA PRIVATE KEY-----",
+    "[REDACTED:password]",
+    "[REDACTED:",
+    "https://u:",
+    "@h",
+    "Authorization: Bearer ",
+    "(none)",
+    "51820",
+    "wg0",
+    "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=",
+    "files",
+    "x",
+]
+secretish_text = st.lists(st.sampled_from(FRAGMENTS), max_size=40).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.text(max_size=300), secretish_text))
+def test_redaction_never_raises_and_is_idempotent(text: str) -> None:
+    once, _ = redact_text(text)
+    twice, counts_again = redact_text(once)
+    assert twice == once
+    assert counts_again == {}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_byte_redaction_never_raises_and_is_idempotent(content: bytes) -> None:
+    once = redact(content)
+    assert redact(once.content).content == once.content
