@@ -1,0 +1,427 @@
+"""A host's nftables ruleset, evaluated symbolically over packet spaces.
+
+``Firewall.from_nft_json(doc)`` compiles ``nft -j list ruleset``; ``evaluate(hook, space)``
+walks every base chain registered on the hook, in priority order, over classes of packets and
+returns which part of the space each rule accepts or drops. Semantics follow nft(8):
+
+* rules in order, first terminal verdict wins; ``counter``/``log``/``limit`` do not decide;
+* ``jump`` returns to the next rule of the caller, ``goto`` does not; ``return`` (or the end of
+  a chain) goes back to the caller, and at a base chain applies its policy;
+* a table of family ``ip`` sees IPv4 only, ``ip6`` IPv6 only, ``inet`` both;
+* several base chains on one hook run by ascending priority: a packet must be accepted by each,
+  a drop anywhere is final;
+* NAT chains see only the first packet of a connection (ct state new); a NAT statement ends
+  its chain with accept; dnat/snat to one address are applied to the space at once (so a
+  later chain, and routing, see the translated destination); masquerade and redirect depend on
+  the interface and are left to the caller, recorded in ``Outcome.nat``;
+* an expression outside the modelled subset makes the rule *may match*: the packets it may
+  match are reported twice (taking the verdict, and going on), both ``certain=False``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from netaddr import IPAddress, IPSet
+
+from topology.fields import NO_DEVICE, PORT_PROTOS, IntervalSet, NameSet
+from topology.nftjson import Action, Arm, Chain, Nat, Rule, Ruleset, parse_ruleset
+from topology.space import FIELDS, Constraint, Cube, Packet, PacketSpace
+
+#: Deeper jump nesting than the kernel allows (16) is a loop or a parse error: unknown.
+MAX_JUMP_DEPTH = 16
+
+
+class Hook(StrEnum):
+    PREROUTING = "prerouting"
+    INPUT = "input"
+    FORWARD = "forward"
+    OUTPUT = "output"
+    POSTROUTING = "postrouting"
+
+
+class Verdict(StrEnum):
+    ACCEPT = "accept"
+    DROP = "drop"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one base chain decided for some packets: the rule (or policy) and its text."""
+
+    ref: str  #: "inet filter/input/12" or "inet filter/input policy"
+    text: str
+
+
+@dataclass(frozen=True)
+class Flow:
+    """Packets on their way through the rules, with what happened to them so far.
+
+    ``origin`` is the same class as first given, before any translation: fields not yet
+    translated are equal in both, so every split is mirrored onto the origin exactly.
+    """
+
+    cube: Cube
+    origin: Cube
+    translated: frozenset[str] = frozenset()
+    certain: bool = True
+    reasons: tuple[str, ...] = ()
+    steps: tuple[Decision, ...] = ()
+    nat: tuple[Nat, ...] = ()
+
+    @classmethod
+    def start(cls, cube: Cube) -> Flow:
+        return cls(cube, cube)
+
+    def narrowed(self, piece: Cube) -> Flow:
+        shared = {n: getattr(piece, n) for n in FIELDS if n not in self.translated}
+        return replace(self, cube=piece, origin=self.origin.with_fields(**shared))
+
+    def doubtful(self, reason: str) -> Flow:
+        reasons = self.reasons if reason in self.reasons else (*self.reasons, reason)
+        return replace(self, certain=False, reasons=reasons)
+
+    def translate(self, **values: Any) -> Flow:
+        return replace(
+            self,
+            cube=self.cube.with_fields(**values),
+            translated=self.translated | frozenset(values),
+        )
+
+    def decided(self, decision: Decision) -> Flow:
+        return replace(self, steps=(*self.steps, decision))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A part of the evaluated space, its verdict, and the rules that gave it."""
+
+    space: PacketSpace  #: after the translations applied on this hook
+    origin: PacketSpace  #: the same packets as they were given to evaluate
+    verdict: Verdict
+    certain: bool
+    steps: tuple[Decision, ...]  #: one decision per base chain passed, in order
+    nat: tuple[Nat, ...] = ()
+    reasons: tuple[str, ...] = ()  #: why uncertain
+
+    @property
+    def rule(self) -> str:
+        """The deciding rule's text: the dropping one, or every accepting one joined."""
+        if not self.steps:
+            return "no base chain on this hook (accept)"
+        if self.verdict is Verdict.DROP:
+            return self.steps[-1].text
+        return "; ".join(s.text for s in self.steps)
+
+    @property
+    def rule_ref(self) -> str | None:
+        if not self.steps:
+            return None
+        if self.verdict is Verdict.DROP:
+            return self.steps[-1].ref
+        return "; ".join(s.ref for s in self.steps)
+
+
+@dataclass(frozen=True)
+class _Ending:
+    flow: Flow
+    verdict: Verdict
+    decision: Decision
+    nat: Nat | None = None
+
+
+@dataclass
+class _Walk:
+    """Collects what leaves a chain: final verdicts, and packets returning to the caller."""
+
+    endings: list[_Ending] = field(default_factory=list)
+    returned: list[Flow] = field(default_factory=list)
+
+
+_FAMILY_OF_TABLE = {"ip": frozenset({4}), "ip6": frozenset({6}), "inet": frozenset({4, 6})}
+
+
+class Firewall:
+    """One host's compiled ruleset. ``Firewall.unknown()`` stands for a ruleset not collected."""
+
+    def __init__(self, ruleset: Ruleset | None) -> None:
+        self._ruleset = ruleset
+        self._hooks: dict[Hook, list[Chain]] = defaultdict(list)
+        if ruleset is not None:
+            for chain in ruleset.chains.values():
+                if chain.is_base and chain.family in _FAMILY_OF_TABLE and chain.hook in set(Hook):
+                    self._hooks[Hook(chain.hook)].append(chain)
+            for chains in self._hooks.values():
+                # Equal priorities run in an order the kernel does not promise; keep listing.
+                chains.sort(key=lambda c: c.prio)
+
+    @classmethod
+    def from_nft_json(cls, doc: Mapping[str, Any]) -> Firewall:
+        return cls(parse_ruleset(doc))
+
+    @classmethod
+    def unknown(cls) -> Firewall:
+        return cls(None)
+
+    @property
+    def known(self) -> bool:
+        return self._ruleset is not None
+
+    @property
+    def problems(self) -> list[str]:
+        """Parts of the ruleset not modelled (other families, unknown expressions)."""
+        if self._ruleset is None:
+            return ["no ruleset collected"]
+        found = list(self._ruleset.problems)
+        for chain in self._ruleset.chains.values():
+            if chain.is_base and chain.family not in _FAMILY_OF_TABLE:
+                found.append(f"{chain.ref}: family {chain.family} not modelled")
+            found += [f"{r.ref}: {u}" for r in chain.rules for u in r.unknown]
+        return found
+
+    def chains_on(self, hook: Hook) -> list[Chain]:
+        return list(self._hooks.get(hook, []))
+
+    def has_nat(self, hook: Hook) -> bool:
+        return any(
+            arm.action is Action.NAT
+            for chain in self._hooks.get(hook, [])
+            for rule in self._all_rules_from(chain)
+            for arm in rule.arms
+        )
+
+    def _all_rules_from(self, chain: Chain, seen: set[str] | None = None) -> Iterable[Rule]:
+        seen = seen if seen is not None else set()
+        if chain.name in seen:
+            return
+        seen.add(chain.name)
+        for rule in chain.rules:
+            yield rule
+            for arm in rule.arms:
+                target = self._chain(chain.family, chain.table, arm.target)
+                if target is not None:
+                    yield from self._all_rules_from(target, seen)
+
+    # -- the public questions ----------------------------------------------------------------
+    def evaluate(self, hook: Hook, space: PacketSpace) -> list[Outcome]:
+        return self.evaluate_flows(hook, [Flow.start(c) for c in space])
+
+    def accepts(self, hook: Hook, space: PacketSpace) -> PacketSpace:
+        """Every packet that may be accepted (certainly or not), after translations."""
+        return _union(o.space for o in self.evaluate(hook, space) if o.verdict is Verdict.ACCEPT)
+
+    def certainly_accepts(self, hook: Hook, space: PacketSpace) -> PacketSpace:
+        outcomes = self.evaluate(hook, space)
+        return _union(o.space for o in outcomes if o.verdict is Verdict.ACCEPT and o.certain)
+
+    def decision_for(self, hook: Hook, packet: Packet) -> list[Outcome]:
+        """The outcome(s) for one packet: one when certain, accept and drop when not."""
+        absent = {
+            Hook.PREROUTING: ("oif",),
+            Hook.INPUT: ("oif",),
+            Hook.OUTPUT: ("iif",),
+        }.get(hook, ())
+        cube = packet.as_cube()
+        if absent:
+            fixed = {n: NameSet.of(NO_DEVICE) for n in absent if getattr(packet, n) is None}
+            cube = cube.with_fields(**fixed)
+        return self.evaluate(hook, PacketSpace((cube,)))
+
+    # -- evaluation ------------------------------------------------------------------------
+    def evaluate_flows(self, hook: Hook, flows: list[Flow]) -> list[Outcome]:
+        return _group(self.run_hook(hook, flows))
+
+    def run_hook(self, hook: Hook, flows: list[Flow]) -> list[tuple[Verdict, Flow]]:
+        """Every flow's verdict on the hook; each flow's steps name the deciding rules."""
+        if self._ruleset is None:
+            return _unknown_verdicts(flows)
+        dropped: list[tuple[Verdict, Flow]] = []
+        flows = _with_hook_devices(hook, flows)
+        for chain in self._hooks.get(hook, []):
+            passing: list[Flow] = []
+            for flow in flows:
+                inside, outside = _applicable(chain, flow)
+                passing += outside
+                for ending in self._run_base_chain(chain, inside):
+                    if ending.verdict is Verdict.DROP:
+                        dropped.append((Verdict.DROP, ending.flow.decided(ending.decision)))
+                    else:
+                        passing.append(_after_accept(ending))
+            flows = passing
+        return dropped + [(Verdict.ACCEPT, f) for f in flows]
+
+    def _run_base_chain(self, chain: Chain, flows: list[Flow]) -> list[_Ending]:
+        if not flows:
+            return []
+        walk = _Walk()
+        self._run_chain(chain, flows, 0, walk)
+        policy = Decision(f"{chain.ref} policy", f"policy {chain.policy}")
+        verdict = Verdict.DROP if chain.policy == "drop" else Verdict.ACCEPT
+        return walk.endings + [_Ending(f, verdict, policy) for f in walk.returned]
+
+    def _run_chain(self, chain: Chain, flows: list[Flow], depth: int, walk: _Walk) -> None:
+        live = flows
+        for rule in chain.rules:
+            if not live:
+                return
+            live = self._apply_rule(rule, live, depth, walk)
+        walk.returned += live
+
+    def _apply_rule(self, rule: Rule, flows: list[Flow], depth: int, walk: _Walk) -> list[Flow]:
+        going_on: list[Flow] = []
+        remaining = flows
+        for arm in rule.arms:
+            not_matched: list[Flow] = []
+            for flow in remaining:
+                sure, maybe, never = arm.condition.split([flow.cube])
+                not_matched += [flow.narrowed(c) for c in never]
+                doubt = f"{rule.ref} may match: {'; '.join(rule.unknown) or 'unmodelled'}"
+                unsure = [flow.narrowed(c).doubtful(doubt) for c in maybe]
+                # Packets that may match take the arm and also go on, both as uncertain.
+                not_matched += unsure
+                taken = [flow.narrowed(c) for c in sure] + unsure
+                going_on += self._take(rule, arm, taken, depth, walk)
+            remaining = not_matched
+        return going_on + remaining
+
+    def _take(self, rule: Rule, arm: Arm, flows: list[Flow], depth: int, walk: _Walk) -> list[Flow]:
+        """Apply an arm's action; returns the flows that go on with the next rule."""
+        if not flows:
+            return []
+        decision = Decision(rule.ref, rule.text)
+        action = arm.action
+        if action in (Action.NONE, Action.CONTINUE):
+            return flows
+        if action is Action.RETURN:
+            walk.returned += flows
+            return []
+        if action in (Action.JUMP, Action.GOTO):
+            return self._call(rule, arm, flows, depth, walk)
+        if action is Action.QUEUE:
+            doubt = f"{rule.ref}: verdict decided elsewhere ({rule.text})"
+            for verdict in Verdict:
+                walk.endings += [_Ending(f.doubtful(doubt), verdict, decision) for f in flows]
+            return []
+        verdict = Verdict.DROP if action in (Action.DROP, Action.REJECT) else Verdict.ACCEPT
+        walk.endings += [_Ending(f, verdict, decision, arm.nat) for f in flows]
+        return []
+
+    def _call(self, rule: Rule, arm: Arm, flows: list[Flow], depth: int, walk: _Walk) -> list[Flow]:
+        target = self._chain(rule.family, rule.table, arm.target)
+        if target is None or depth >= MAX_JUMP_DEPTH:
+            doubt = f"{rule.ref}: cannot follow {arm.action} {arm.target}"
+            decision = Decision(rule.ref, rule.text)
+            for verdict in Verdict:
+                walk.endings += [_Ending(f.doubtful(doubt), verdict, decision) for f in flows]
+            return []
+        inner = _Walk()
+        self._run_chain(target, flows, depth + 1, inner)
+        walk.endings += inner.endings
+        if arm.action is Action.JUMP:
+            return inner.returned
+        # goto: returning from the target returns from this chain too.
+        walk.returned += inner.returned
+        return []
+
+    def _chain(self, family: str, table: str, name: str | None) -> Chain | None:
+        if self._ruleset is None or name is None:
+            return None
+        return self._ruleset.chains.get((family, table, name))
+
+
+def _with_hook_devices(hook: Hook, flows: list[Flow]) -> list[Flow]:
+    """Only forwarded packets have both devices; input has no oif, output no iif."""
+    some = NameSet.all_but(NO_DEVICE)
+    none = NameSet.of(NO_DEVICE)
+    devices = {
+        Hook.PREROUTING: {"iif": some, "oif": none},
+        Hook.INPUT: {"iif": some, "oif": none},
+        Hook.FORWARD: {"iif": some, "oif": some},
+        Hook.OUTPUT: {"iif": none, "oif": some},
+        Hook.POSTROUTING: {"oif": some},
+    }[hook]
+    constraint = Constraint(devices)
+    return [flow.narrowed(c) for flow in flows if (c := flow.cube.intersect(constraint))]
+
+
+def _applicable(chain: Chain, flow: Flow) -> tuple[list[Flow], list[Flow]]:
+    """Split a flow into the part this base chain sees and the part it never sees."""
+    families = _FAMILY_OF_TABLE[chain.family]
+    values: dict[str, Any] = {"family": families}
+    if chain.type == "nat":
+        # Later packets of a connection follow the conntrack entry, not the nat chain.
+        values["ct"] = frozenset({"new"})
+    seen = Constraint(values)
+    inside = flow.cube.intersect(seen)
+    outside = flow.cube.subtract(seen)
+    return ([flow.narrowed(inside)] if inside else []), [flow.narrowed(c) for c in outside]
+
+
+def _after_accept(ending: _Ending) -> Flow:
+    flow = ending.flow.decided(ending.decision)
+    nat = ending.nat
+    if nat is None:
+        return flow
+    flow = replace(flow, nat=(*flow.nat, nat))
+    if not nat.exact:
+        return flow.doubtful(f"{nat.text}: translation target not modelled")
+    return _apply_exact_nat(flow, nat)
+
+
+def _apply_exact_nat(flow: Flow, nat: Nat) -> Flow:
+    """Apply dnat/snat to one address (and port); masquerade/redirect are the caller's."""
+    address_field = {"dnat": "daddr", "snat": "saddr"}.get(nat.kind)
+    port_field = {"dnat": "dport", "snat": "sport", "redirect": "dport"}.get(nat.kind)
+    values: dict[str, Any] = {}
+    if address_field and nat.addr is not None:
+        values[address_field] = IPSet([IPAddress(nat.addr)])
+    if port_field and nat.port is not None:
+        carries_ports = flow.cube.intersect(Constraint({"proto": PORT_PROTOS}))
+        if carries_ports is not None:
+            values[port_field] = IntervalSet.of(65535, [nat.port])
+    return flow.translate(**values) if values else flow
+
+
+def apply_source_nat(flow: Flow, addresses: IPSet) -> Flow:
+    """Masquerade: the source becomes the egress interface's address(es)."""
+    return flow.translate(saddr=addresses)
+
+
+def apply_redirect(flow: Flow, addresses: IPSet) -> Flow:
+    return flow.translate(daddr=addresses)
+
+
+def _unknown_verdicts(flows: list[Flow]) -> list[tuple[Verdict, Flow]]:
+    decision = Decision("(no ruleset)", "no nftables ruleset was collected")
+    doubt = "nftables ruleset not collected"
+    return [(v, f.doubtful(doubt).decided(decision)) for f in flows for v in Verdict]
+
+
+def _group(verdicts: list[tuple[Verdict, Flow]]) -> list[Outcome]:
+    """Collect flows that share verdict, rules and certainty into one outcome each."""
+    groups: dict[tuple[Any, ...], list[Flow]] = defaultdict(list)
+    for verdict, f in verdicts:
+        groups[(verdict, f.steps, f.certain, f.nat, f.reasons)].append(f)
+    return [
+        Outcome(
+            space=PacketSpace.of(f.cube for f in members),
+            origin=PacketSpace.of(f.origin for f in members),
+            verdict=verdict,
+            certain=certain,
+            steps=steps,
+            nat=nat,
+            reasons=reasons,
+        )
+        for (verdict, steps, certain, nat, reasons), members in groups.items()
+    ]
+
+
+def _union(spaces: Iterable[PacketSpace]) -> PacketSpace:
+    out = PacketSpace.empty()
+    for s in spaces:
+        out = out.union(s)
+    return out

@@ -1,0 +1,705 @@
+"""Compile the JSON of ``nft -j list ruleset`` (libnftables-json(5)) into rules over cubes.
+
+Each rule becomes a :class:`Condition` (which packets it certainly matches, which it may match)
+and one or more arms (a verdict, possibly after a NAT). Anything this compiler does not
+understand becomes an *unknown* part of the condition, named in the rule, never silently true
+or false: the evaluator then reports the affected packets as uncertain.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from netaddr import AddrFormatError, IPAddress, IPNetwork, IPRange, IPSet
+
+from topology.fields import (
+    BYTE_TOP,
+    CT_STATES,
+    ICMP_TYPES,
+    ICMPV6_TYPES,
+    NO_DEVICE,
+    PORT_PROTOS,
+    PORT_TOP,
+    PROTO_NUMBERS,
+    IntervalSet,
+    NameSet,
+    family_universe,
+    protos,
+)
+from topology.space import TOP, Constraint, Cube, split
+
+
+class UnsupportedError(Exception):
+    """An expression outside the modelled subset; the rule gets an unknown condition."""
+
+
+# -- conditions -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Which packets a rule matches: ``sure`` certainly, ``possible`` maybe (sure ⊆ possible).
+
+    Both are disjunctions of constraints. A fully understood rule has sure == possible; an
+    unknown expression leaves sure empty and possible unconstrained.
+    """
+
+    sure: tuple[Constraint, ...]
+    possible: tuple[Constraint, ...]
+
+    @classmethod
+    def always(cls) -> Condition:
+        return cls((TOP,), (TOP,))
+
+    @classmethod
+    def never(cls) -> Condition:
+        return cls((), ())
+
+    @classmethod
+    def unknown(cls) -> Condition:
+        return cls((), (TOP,))
+
+    @classmethod
+    def exactly(cls, terms: Iterable[Constraint]) -> Condition:
+        terms = tuple(terms)
+        return cls(terms, terms)
+
+    def and_(self, other: Condition) -> Condition:
+        return Condition(_cross(self.sure, other.sure), _cross(self.possible, other.possible))
+
+    def split(self, cubes: Iterable[Cube]) -> tuple[list[Cube], list[Cube], list[Cube]]:
+        """(certainly matched, maybe matched, certainly not matched), pairwise disjoint."""
+        sure, rest = split(cubes, self.sure)
+        maybe, never = split(rest, self.possible)
+        return sure, maybe, never
+
+
+def _cross(a: tuple[Constraint, ...], b: tuple[Constraint, ...]) -> tuple[Constraint, ...]:
+    return tuple(m for x in a for y in b if (m := x.meet(y)) is not None)
+
+
+# -- the compiled ruleset -------------------------------------------------------------------
+
+
+class Action(StrEnum):
+    ACCEPT = "accept"
+    DROP = "drop"
+    REJECT = "reject"
+    RETURN = "return"
+    JUMP = "jump"
+    GOTO = "goto"
+    CONTINUE = "continue"
+    QUEUE = "queue"  #: userspace decides: both outcomes possible
+    NAT = "nat"  #: a NAT statement ends the chain with accept, after translating
+    NONE = "none"  #: no verdict statement: go on with the next rule
+
+
+@dataclass(frozen=True)
+class Nat:
+    """A translation recorded by a NAT rule; the reachability layer applies it."""
+
+    kind: str  #: "dnat", "snat", "masquerade" or "redirect"
+    addr: str | None = None  #: a single address; None for masquerade/redirect or when unknown
+    port: int | None = None
+    text: str = ""
+    exact: bool = True  #: False when the target is a range, a map or an expression
+
+
+@dataclass(frozen=True)
+class Arm:
+    condition: Condition
+    action: Action
+    target: str | None = None  #: chain name for jump/goto
+    nat: Nat | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    family: str
+    table: str
+    chain: str
+    handle: int | None
+    text: str
+    arms: tuple[Arm, ...]
+    unknown: tuple[str, ...] = ()  #: what the compiler could not model, for the report
+
+    @property
+    def ref(self) -> str:
+        return f"{self.family} {self.table}/{self.chain}/{self.handle}"
+
+
+@dataclass(frozen=True)
+class Chain:
+    family: str
+    table: str
+    name: str
+    type: str | None = None  #: "filter", "nat", "route" for base chains
+    hook: str | None = None
+    prio: int = 0
+    policy: str = "accept"
+    rules: tuple[Rule, ...] = ()
+
+    @property
+    def is_base(self) -> bool:
+        return self.hook is not None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.family} {self.table}/{self.name}"
+
+
+@dataclass
+class Ruleset:
+    chains: dict[tuple[str, str, str], Chain] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  #: objects skipped, for the report
+
+
+# -- left-hand sides: which field an expression reads ---------------------------------------
+
+Parser = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Selector:
+    """A packet field an expression reads, how to parse its values, what it implies."""
+
+    name: str
+    parse: Parser
+    implied: Mapping[str, Any] = field(default_factory=dict)
+    complement_within: Any = None  #: the domain "!=" complements within
+
+
+def _selector(expr: Any) -> Selector:
+    if isinstance(expr, dict) and len(expr) == 1:
+        kind, body = next(iter(expr.items()))
+        if kind == "payload" and isinstance(body, dict) and "protocol" in body:
+            return _payload_selector(body["protocol"], body.get("field"))
+        if kind == "meta" and isinstance(body, dict):
+            return _meta_selector(body.get("key"))
+        if kind == "ct" and isinstance(body, dict) and body == {"key": "state"}:
+            return Selector("ct", _parse_ct_states, complement_within=CT_STATES)
+    raise UnsupportedError(f"cannot model {render(expr)}")
+
+
+_FAMILY4 = {"family": frozenset({4})}
+_FAMILY6 = {"family": frozenset({6})}
+
+
+def _payload_selector(protocol: str, name: str | None) -> Selector:
+    table: dict[tuple[str, str | None], Selector] = {
+        ("ip", "saddr"): Selector("saddr", _addr_parser(4), _FAMILY4),
+        ("ip", "daddr"): Selector("daddr", _addr_parser(4), _FAMILY4),
+        ("ip", "protocol"): Selector("proto", _parse_protos, _FAMILY4),
+        ("ip6", "saddr"): Selector("saddr", _addr_parser(6), _FAMILY6),
+        ("ip6", "daddr"): Selector("daddr", _addr_parser(6), _FAMILY6),
+        # Extension headers make nexthdr differ from the transport protocol; taken as equal.
+        ("ip6", "nexthdr"): Selector("proto", _parse_protos, _FAMILY6),
+        ("icmp", "type"): Selector("icmp_type", _icmp_parser(ICMP_TYPES), {"proto": protos(1)}),
+        ("icmpv6", "type"): Selector(
+            "icmp_type", _icmp_parser(ICMPV6_TYPES), {"proto": protos(58)}
+        ),
+    }
+    port_protos = {"tcp": 6, "udp": 17, "sctp": 132, "dccp": 33, "udplite": 136}
+    if protocol in port_protos and name in ("sport", "dport"):
+        return Selector(name, _parse_ports, {"proto": protos(port_protos[protocol])})
+    if protocol == "th" and name in ("sport", "dport"):
+        # Handled by _match: for protocols without ports the bytes read are not ports.
+        return Selector(name, _parse_ports, {"proto": PORT_PROTOS})
+    if (protocol, name) in table:
+        return table[(protocol, name)]
+    raise UnsupportedError(f"cannot model {protocol} {name}")
+
+
+def _meta_selector(key: str | None) -> Selector:
+    if key in ("l4proto",):
+        return Selector("proto", _parse_protos)
+    if key in ("nfproto", "protocol"):
+        return Selector("family", _parse_families, complement_within=frozenset({4, 6}))
+    if key in ("iifname", "iif"):
+        return Selector("iif", _parse_names)
+    if key in ("oifname", "oif"):
+        return Selector("oif", _parse_names)
+    raise UnsupportedError(f"cannot model meta {key}")
+
+
+# -- right-hand sides: values ---------------------------------------------------------------
+
+
+def _unwrap(value: Any) -> Any:
+    """Set elements may carry timeouts or comments: ``{"elem": {"val": X, ...}}``."""
+    while isinstance(value, dict) and "elem" in value:
+        value = value["elem"]["val"]
+    return value
+
+
+def _addr_parser(family: int) -> Parser:
+    def parse(value: Any) -> IPSet:
+        value = _unwrap(value)
+        try:
+            if isinstance(value, dict) and "prefix" in value:
+                p = value["prefix"]
+                return _in_family(IPSet([IPNetwork(f"{p['addr']}/{p['len']}")]), family)
+            if isinstance(value, dict) and "range" in value:
+                lo, hi = value["range"]
+                return _in_family(IPSet(IPRange(str(lo), str(hi))), family)
+            if isinstance(value, str):
+                return _in_family(IPSet([IPAddress(value)]), family)
+        except (AddrFormatError, ValueError, KeyError, TypeError) as exc:
+            raise UnsupportedError(f"address {value!r}: {exc}") from exc
+        raise UnsupportedError(f"address {render(value)}")
+
+    return parse
+
+
+def _in_family(addresses: IPSet, family: int) -> IPSet:
+    return addresses & family_universe(family)
+
+
+def _int_parser(top: int, names: Mapping[str, int], what: str) -> Parser:
+    def number(value: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= top:
+            return value
+        if isinstance(value, str) and value in names:
+            return names[value]
+        if isinstance(value, str) and value.isdigit():
+            return int(value)
+        raise UnsupportedError(f"{what} {value!r}")
+
+    def parse(value: Any) -> IntervalSet:
+        value = _unwrap(value)
+        if isinstance(value, dict) and "range" in value:
+            lo, hi = value["range"]
+            return IntervalSet.of(top, [(number(lo), number(hi))])
+        return IntervalSet.of(top, [number(value)])
+
+    return parse
+
+
+def _service_names() -> dict[str, int]:
+    names: dict[str, int] = {}
+    for service in ("ssh", "http", "https", "domain", "ntp", "smtp", "ftp", "telnet"):
+        try:
+            names[service] = socket.getservbyname(service)
+        except OSError:
+            continue
+    return names
+
+
+_parse_ports = _int_parser(PORT_TOP, _service_names(), "port")
+_parse_protos = _int_parser(BYTE_TOP, PROTO_NUMBERS, "protocol")
+
+
+def _icmp_parser(names: Mapping[str, int]) -> Parser:
+    return _int_parser(BYTE_TOP, names, "icmp type")
+
+
+def _parse_families(value: Any) -> frozenset[int]:
+    families = {"ipv4": 4, "ip": 4, "ipv6": 6, "ip6": 6}
+    value = _unwrap(value)
+    if isinstance(value, str) and value in families:
+        return frozenset({families[value]})
+    raise UnsupportedError(f"family {value!r}")
+
+
+def _parse_ct_states(value: Any) -> frozenset[str]:
+    value = _unwrap(value)
+    values = value if isinstance(value, list) else [value]
+    if all(isinstance(v, str) and v in CT_STATES for v in values):
+        return frozenset(values)
+    raise UnsupportedError(f"ct state {value!r}")
+
+
+def _parse_names(value: Any) -> NameSet:
+    value = _unwrap(value)
+    if isinstance(value, str) and not value.endswith("*") and value != NO_DEVICE:
+        return NameSet.of(value)
+    # Wildcards ("eth*") and interface indexes are not modelled.
+    raise UnsupportedError(f"interface {value!r}")
+
+
+# -- matches --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Context:
+    family: str
+    table: str
+    sets: Mapping[tuple[str, str, str], dict[str, Any]]
+
+    def set_elements(self, name: str) -> list[Any]:
+        found = self.sets.get((self.family, self.table, name))
+        if found is None:
+            raise UnsupportedError(f"no set @{name}")
+        return list(found.get("elem", []))
+
+
+def _values_of(right: Any, ctx: _Context) -> list[Any]:
+    """The alternatives a right-hand side stands for (a set gives several)."""
+    if isinstance(right, str) and right.startswith("@"):
+        return ctx.set_elements(right[1:])
+    if isinstance(right, dict) and "set" in right:
+        return list(right["set"])
+    return [right]
+
+
+def _union(values: list[Any]) -> Any:
+    out = values[0]
+    for v in values[1:]:
+        out = out | v
+    return out
+
+
+def _compile_match(body: dict[str, Any], ctx: _Context) -> Condition:
+    op, left, right = body.get("op", "=="), body.get("left"), body.get("right")
+    if isinstance(left, dict) and "concat" in left:
+        return _compile_concat(op, left["concat"], right, ctx)
+    selector = _selector(left)
+    values = _comparison(op, selector, right, ctx)
+    terms = [Constraint({**selector.implied, selector.name: values})]
+    if _is_th(left):
+        # Protocols without ports: nft reads other header bytes there; may or may not match.
+        unknown_part = Constraint({"proto": PORT_PROTOS.complement()})
+        return Condition(tuple(terms), (*terms, unknown_part))
+    return Condition.exactly(terms)
+
+
+def _is_th(expr: Any) -> bool:
+    return isinstance(expr, dict) and expr.get("payload", {}).get("protocol") == "th"
+
+
+def _comparison(op: str, selector: Selector, right: Any, ctx: _Context) -> Any:
+    if op in ("<", ">", "<=", ">=") and selector.name in ("sport", "dport", "proto"):
+        return _ordering(op, selector, right)
+    if op == "in" and selector.name != "ct":
+        op = "=="  # "in" on a non-flag field is a set lookup
+    if op in ("==", "in"):
+        return _union([selector.parse(v) for v in _values_of(right, ctx)])
+    if op == "!=":
+        matched = _union([selector.parse(v) for v in _values_of(right, ctx)])
+        return _complement(selector, matched)
+    raise UnsupportedError(f"operator {op}")
+
+
+def _complement(selector: Selector, values: Any) -> Any:
+    if selector.complement_within is not None:
+        return selector.complement_within - values
+    if isinstance(values, NameSet):
+        # A hook without that device matches neither "==" nor "!=" (the meta lookup fails).
+        return values.complement() - NameSet.of(NO_DEVICE)
+    if isinstance(values, IntervalSet):
+        return values.complement()
+    family = 4 if selector.implied.get("family") == frozenset({4}) else 6
+    return family_universe(family) - values
+
+
+def _ordering(op: str, selector: Selector, right: Any) -> IntervalSet:
+    bound = selector.parse(right).smallest()
+    top = PORT_TOP if selector.name != "proto" else BYTE_TOP
+    spans = {
+        "<": (0, bound - 1),
+        "<=": (0, bound),
+        ">": (bound + 1, top),
+        ">=": (bound, top),
+    }
+    return IntervalSet.of(top, [spans[op]])
+
+
+def _compile_concat(op: str, parts: list[Any], right: Any, ctx: _Context) -> Condition:
+    if op not in ("==", "in"):
+        raise UnsupportedError(f"negated concatenation {render(parts)}")
+    selectors = [_selector(p) for p in parts]
+    if any(_is_th(p) for p in parts):
+        raise UnsupportedError("th inside a concatenation")
+    terms: list[Constraint] = []
+    for wrapped in _values_of(right, ctx):
+        element = _unwrap(wrapped)
+        values = element.get("concat") if isinstance(element, dict) else None
+        if not isinstance(values, list) or len(values) != len(selectors):
+            raise UnsupportedError(f"concatenation element {render(element)}")
+        constraint: Constraint | None = TOP
+        for sel, value in zip(selectors, values, strict=True):
+            piece = Constraint({**sel.implied, sel.name: sel.parse(value)})
+            constraint = constraint.meet(piece) if constraint is not None else None
+        if constraint is not None:
+            terms.append(constraint)
+    return Condition.exactly(terms)
+
+
+# -- statements -----------------------------------------------------------------------------
+
+_SIMPLE_VERDICTS = {
+    "accept": Action.ACCEPT,
+    "drop": Action.DROP,
+    "reject": Action.REJECT,
+    "return": Action.RETURN,
+    "continue": Action.CONTINUE,
+    "queue": Action.QUEUE,
+}
+#: Statements that neither match nor decide (limit/quota handled apart).
+_NEUTRAL = {"counter", "log", "set", "ct helper", "ct timeout", "ct expectation", "synproxy"}
+_NAT = ("dnat", "snat", "masquerade", "redirect")
+
+
+def _nat_of(kind: str, body: Any) -> Nat:
+    body = body if isinstance(body, dict) else {}
+    addr, port = body.get("addr"), body.get("port")
+    exact = (addr is None or _is_single_address(addr)) and (port is None or isinstance(port, int))
+    return Nat(
+        kind=kind,
+        addr=addr if isinstance(addr, str) and exact else None,
+        port=port if isinstance(port, int) else None,
+        text=render({kind: body or None}),
+        exact=exact,
+    )
+
+
+def _is_single_address(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        IPAddress(value)
+    except (AddrFormatError, ValueError):
+        return False
+    return True
+
+
+@dataclass
+class _RuleBuilder:
+    ctx: _Context
+    condition: Condition = field(default_factory=Condition.always)
+    unknown: list[str] = field(default_factory=list)
+    arms: list[Arm] = field(default_factory=list)
+
+    def add_unknown(self, why: str) -> None:
+        self.unknown.append(why)
+        self.condition = self.condition.and_(Condition.unknown())
+
+    def feed(self, expr: Any) -> None:
+        if not isinstance(expr, dict) or len(expr) != 1:
+            self.add_unknown(f"unexpected expression {render(expr)}")
+            return
+        kind, body = next(iter(expr.items()))
+        if self.arms:
+            # Statements after the verdict (nft never lists any) are not reached.
+            return
+        if kind == "match":
+            self._match(body)
+        elif kind in _SIMPLE_VERDICTS:
+            self.arms.append(Arm(self.condition, _SIMPLE_VERDICTS[kind]))
+        elif kind in ("jump", "goto"):
+            action = Action.JUMP if kind == "jump" else Action.GOTO
+            self.arms.append(Arm(self.condition, action, target=body.get("target")))
+        elif kind in _NAT:
+            self.arms.append(Arm(self.condition, Action.NAT, nat=_nat_of(kind, body)))
+        elif kind == "vmap":
+            self._vmap(body)
+        elif kind in ("limit", "quota"):
+            self._rate(kind, body)
+        elif kind == "mangle":
+            self._mangle(body)
+        elif kind not in _NEUTRAL:
+            self.add_unknown(f"statement {render(expr)}")
+
+    def _match(self, body: Any) -> None:
+        try:
+            self.condition = self.condition.and_(_compile_match(body, self.ctx))
+        except UnsupportedError as exc:
+            self.add_unknown(str(exc))
+
+    def _rate(self, kind: str, body: Any) -> None:
+        # Taken for the first packet of a quiet flow: under the rate, so "limit rate N"
+        # matches and "limit rate over N" does not. Quotas depend on history: unknown.
+        if kind == "limit" and isinstance(body, dict):
+            if body.get("inv"):
+                self.condition = Condition.never()
+            return
+        self.add_unknown(f"{kind} {render(body)}")
+
+    def _mangle(self, body: Any) -> None:
+        key = body.get("key") if isinstance(body, dict) else None
+        harmless = isinstance(key, dict) and (
+            key.get("meta", {}).get("key") in ("mark", "priority", "nftrace")
+            or key.get("ct", {}).get("key") == "mark"
+        )
+        if not harmless:
+            # Rewriting packet fields changes what later rules see.
+            self.add_unknown(f"mangle {render(body)}")
+
+    def _vmap(self, body: Any) -> None:
+        try:
+            selector_left = body["key"]
+            data = body["data"]
+            pairs = self._vmap_pairs(data)
+        except (UnsupportedError, KeyError, TypeError) as exc:
+            self.add_unknown(f"vmap: {exc}")
+            self.arms.append(Arm(self.condition, Action.QUEUE))
+            return
+        for key, verdict in pairs:
+            match = {"op": "==", "left": selector_left, "right": key}
+            try:
+                arm_condition = self.condition.and_(_compile_match(match, self.ctx))
+            except UnsupportedError as exc:
+                self.add_unknown(str(exc))
+                arm_condition = self.condition.and_(Condition.unknown())
+            kind, target = next(iter(verdict.items()))
+            action = _SIMPLE_VERDICTS.get(kind) or (Action.JUMP if kind == "jump" else None)
+            action = action or (Action.GOTO if kind == "goto" else Action.QUEUE)
+            chain = target.get("target") if isinstance(target, dict) else None
+            self.arms.append(Arm(arm_condition, action, target=chain))
+
+    def _vmap_pairs(self, data: Any) -> list[tuple[Any, dict[str, Any]]]:
+        if isinstance(data, str) and data.startswith("@"):
+            elements = self.ctx.set_elements(data[1:])
+        elif isinstance(data, dict) and "set" in data:
+            elements = data["set"]
+        else:
+            raise UnsupportedError(f"map {render(data)}")
+        return [(_unwrap(k), v) for k, v in elements]
+
+    def build(self, raw: dict[str, Any]) -> Rule:
+        arms = self.arms or [Arm(self.condition, Action.NONE)]
+        return Rule(
+            family=raw["family"],
+            table=raw["table"],
+            chain=raw["chain"],
+            handle=raw.get("handle"),
+            text=render_rule(raw.get("expr", [])),
+            arms=tuple(arms),
+            unknown=tuple(self.unknown),
+        )
+
+
+def compile_rule(raw: dict[str, Any], sets: Mapping[tuple[str, str, str], dict[str, Any]]) -> Rule:
+    builder = _RuleBuilder(_Context(raw["family"], raw["table"], sets))
+    for expr in raw.get("expr", []):
+        builder.feed(expr)
+    return builder.build(raw)
+
+
+_PRIORITY_NAMES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50}
+_PRIORITY_NAMES["srcnat"] = 100
+
+
+def _priority(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value in _PRIORITY_NAMES:
+        return _PRIORITY_NAMES[value]
+    return 0
+
+
+def parse_ruleset(doc: Mapping[str, Any]) -> Ruleset:
+    """Group the flat object list into chains with their compiled rules, in listed order."""
+    objects = [o for o in doc.get("nftables", []) if isinstance(o, dict) and len(o) == 1]
+    sets: dict[tuple[str, str, str], dict[str, Any]] = {}
+    raw_chains: dict[tuple[str, str, str], dict[str, Any]] = {}
+    raw_rules: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    result = Ruleset()
+    for obj in objects:
+        kind, body = next(iter(obj.items()))
+        if kind in ("set", "map"):
+            sets[(body["family"], body["table"], body["name"])] = body
+        elif kind == "chain":
+            key = (body["family"], body["table"], body["name"])
+            raw_chains[key] = body
+            raw_rules.setdefault(key, [])
+        elif kind == "rule":
+            raw_rules.setdefault((body["family"], body["table"], body["chain"]), []).append(body)
+    for key, body in raw_chains.items():
+        rules = tuple(compile_rule(r, sets) for r in raw_rules.get(key, []))
+        result.chains[key] = Chain(
+            family=body["family"],
+            table=body["table"],
+            name=body["name"],
+            type=body.get("type"),
+            hook=body.get("hook"),
+            prio=_priority(body.get("prio", 0)),
+            policy=body.get("policy", "accept"),
+            rules=rules,
+        )
+    return result
+
+
+# -- human-readable text --------------------------------------------------------------------
+
+
+def render(expr: Any) -> str:
+    """nft-like text for an expression, falling back to compact JSON."""
+    if expr is None:
+        return ""
+    if isinstance(expr, bool):
+        return str(expr).lower()
+    if isinstance(expr, str | int):
+        return f'"{expr}"' if isinstance(expr, str) and not _bare(expr) else str(expr)
+    if isinstance(expr, list):
+        return ",".join(render(e) for e in expr)
+    if isinstance(expr, dict) and len(expr) == 1:
+        kind, body = next(iter(expr.items()))
+        text = _render_known(kind, body)
+        if text is not None:
+            return text
+    return json.dumps(expr, separators=(",", ":"), sort_keys=True)
+
+
+def _bare(text: str) -> bool:
+    return text.startswith("@") or all(c.isalnum() or c in ".:-_/" for c in text)
+
+
+def _render_known(kind: str, body: Any) -> str | None:
+    simple: dict[str, Callable[[Any], str]] = {
+        "payload": lambda b: f"{b.get('protocol')} {b.get('field')}",
+        "meta": lambda b: f"meta {b.get('key')}",
+        "ct": lambda b: f"ct {b.get('key')}",
+        "prefix": lambda b: f"{b.get('addr')}/{b.get('len')}",
+        "range": lambda b: f"{render(b[0])}-{render(b[1])}",
+        "set": lambda b: "{ " + ", ".join(render(e) for e in b) + " }",
+        "concat": lambda b: " . ".join(render(e) for e in b),
+        "elem": lambda b: render(b.get("val")),
+        "match": _render_match,
+        "jump": lambda b: f"jump {b.get('target')}",
+        "goto": lambda b: f"goto {b.get('target')}",
+        "counter": lambda b: "counter",
+        "log": lambda b: "log" + (f' prefix "{b["prefix"]}"' if b and "prefix" in b else ""),
+        "limit": lambda b: (
+            f"limit rate {'over ' if b.get('inv') else ''}{b.get('rate')}/{b.get('per')}"
+        ),
+        "vmap": lambda b: f"{render(b.get('key'))} vmap {render(b.get('data'))}",
+        "fib": lambda b: f"fib {' . '.join(b.get('flags', []))} {b.get('result')}",
+    }
+    if kind in simple and (body is not None or kind in ("counter", "log")):
+        try:
+            return simple[kind](body)
+        except (AttributeError, IndexError, KeyError, TypeError):
+            return None
+    if kind in _SIMPLE_VERDICTS:
+        return kind + (f" with {body['type']}" if isinstance(body, dict) and "type" in body else "")
+    if kind in _NAT:
+        return _render_nat(kind, body)
+    return None
+
+
+def _render_match(body: dict[str, Any]) -> str:
+    op = body.get("op", "==")
+    left, right = render(body.get("left")), render(body.get("right"))
+    if left.startswith("meta ") and left.split()[1] in ("iifname", "oifname", "iif", "oif"):
+        left = left.removeprefix("meta ")
+    shown = {"==": " ", "in": " "}.get(op, f" {op} ")
+    return f"{left}{shown}{right}"
+
+
+def _render_nat(kind: str, body: Any) -> str:
+    if not isinstance(body, dict) or ("addr" not in body and "port" not in body):
+        return kind
+    target = render(body.get("addr")) if "addr" in body else ""
+    if "port" in body:
+        target += f":{render(body['port'])}"
+    return f"{kind} to {target}"
+
+
+def render_rule(exprs: list[Any]) -> str:
+    return " ".join(render(e) for e in exprs)

@@ -1,0 +1,321 @@
+"""Symbolic packet spaces: unions of cubes, each cube a product of per-field value sets.
+
+A *cube* fixes one address family and, for every other header field, a set of values: the
+packets it stands for are all combinations. A *constraint* is a partial cube (only the fields a
+match expression looks at). Matching a cube against a constraint splits it into the part inside
+and a few disjoint cubes outside, so a rule set can be walked once per class of packets instead
+of once per packet. Ports and ICMP types are "don't care" for protocols without them: every
+match on a port also constrains the protocol, so a cube never mixes the two meanings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from netaddr import IPAddress, IPSet
+
+from topology.fields import (
+    ALL_ICMP_TYPES,
+    ALL_PORTS,
+    ALL_PROTOS,
+    CT_STATES,
+    ICMP,
+    ICMPV6,
+    NO_DEVICE,
+    PORT_PROTOS,
+    IntervalSet,
+    NameSet,
+    describe_ipset,
+    describe_protos,
+    family_universe,
+)
+
+#: The header fields of a cube, in the order constraints are applied when splitting.
+FIELDS = ("family", "proto", "saddr", "daddr", "sport", "dport", "iif", "oif", "ct", "icmp_type")
+
+
+def _is_empty(value: Any) -> bool:
+    if isinstance(value, IntervalSet | NameSet):
+        return value.is_empty()
+    return not value
+
+
+def _meet(a: Any, b: Any) -> Any:
+    return a & b
+
+
+def _minus(a: Any, b: Any) -> Any:
+    return a - b
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A partial cube: the fields it names must take one of the given values."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.values) - set(FIELDS)
+        if unknown:
+            raise ValueError(f"unknown packet fields {sorted(unknown)}")
+
+    def meet(self, other: Constraint) -> Constraint | None:
+        """Both constraints at once, or None when no packet can satisfy both."""
+        merged = dict(self.values)
+        for name, value in other.values.items():
+            merged[name] = _meet(merged[name], value) if name in merged else value
+            if _is_empty(merged[name]):
+                return None
+        return Constraint(merged)
+
+
+TOP = Constraint()
+
+
+@dataclass(frozen=True)
+class Cube:
+    """One class of packets of one address family: every combination of the field values."""
+
+    family: frozenset[int]
+    proto: IntervalSet
+    saddr: IPSet
+    daddr: IPSet
+    sport: IntervalSet
+    dport: IntervalSet
+    iif: NameSet
+    oif: NameSet
+    ct: frozenset[str]
+    icmp_type: IntervalSet
+
+    @classmethod
+    def full(cls, family: int) -> Cube:
+        return cls(
+            family=frozenset({family}),
+            proto=ALL_PROTOS,
+            saddr=family_universe(family),
+            daddr=family_universe(family),
+            sport=ALL_PORTS,
+            dport=ALL_PORTS,
+            iif=NameSet.anything(),
+            oif=NameSet.anything(),
+            ct=CT_STATES,
+            icmp_type=ALL_ICMP_TYPES,
+        )
+
+    @property
+    def version(self) -> int:
+        """The cube's address family (cubes never mix families)."""
+        return next(iter(self.family))
+
+    def is_empty(self) -> bool:
+        return any(_is_empty(getattr(self, name)) for name in FIELDS)
+
+    def with_fields(self, **values: Any) -> Cube:
+        return replace(self, **values)
+
+    def intersect(self, constraint: Constraint) -> Cube | None:
+        updates = {n: _meet(getattr(self, n), v) for n, v in constraint.values.items()}
+        if any(_is_empty(v) for v in updates.values()):
+            return None
+        return replace(self, **updates) if updates else self
+
+    def subtract(self, constraint: Constraint) -> list[Cube]:
+        """Disjoint cubes covering exactly the packets of self outside the constraint."""
+        pieces: list[Cube] = []
+        current = self
+        for name, value in constraint.values.items():
+            mine = getattr(current, name)
+            outside = _minus(mine, value)
+            if not _is_empty(outside):
+                pieces.append(replace(current, **{name: outside}))
+            inside = _meet(mine, value)
+            if _is_empty(inside):
+                return pieces
+            current = replace(current, **{name: inside})
+        return pieces
+
+    def as_constraint(self) -> Constraint:
+        return Constraint({name: getattr(self, name) for name in FIELDS})
+
+    def describe(self) -> str:
+        parts = [f"IPv{self.version}", describe_protos(self.proto)]
+        carries_ports = not (self.proto & PORT_PROTOS).is_empty()
+        if carries_ports and not self.sport.is_full():
+            parts.append(f"sport {self.sport}")
+        if carries_ports and not self.dport.is_full():
+            parts.append(f"dport {self.dport}")
+        icmpish = not (self.proto & IntervalSet.of(255, [ICMP, ICMPV6])).is_empty()
+        if icmpish and not self.icmp_type.is_full():
+            parts.append(f"icmp type {self.icmp_type}")
+        parts.append(f"from {describe_ipset(self.saddr)} to {describe_ipset(self.daddr)}")
+        if self.iif != NameSet.anything():
+            parts.append(f"iif {self.iif}")
+        if self.oif != NameSet.anything():
+            parts.append(f"oif {self.oif}")
+        if self.ct != CT_STATES:
+            parts.append("ct " + ",".join(sorted(self.ct)))
+        return " ".join(parts)
+
+
+def split(cubes: Iterable[Cube], terms: Iterable[Constraint]) -> tuple[list[Cube], list[Cube]]:
+    """Split cubes by a disjunction of constraints into (inside, outside), both disjoint."""
+    inside: list[Cube] = []
+    outside = list(cubes)
+    for term in terms:
+        rest: list[Cube] = []
+        for cube in outside:
+            hit = cube.intersect(term)
+            if hit is None:
+                rest.append(cube)
+                continue
+            inside.append(hit)
+            rest += cube.subtract(term)
+        outside = rest
+    return inside, outside
+
+
+@dataclass(frozen=True)
+class PacketSpace:
+    """A union of cubes (they may overlap); the unit every query works on."""
+
+    cubes: tuple[Cube, ...] = ()
+
+    @classmethod
+    def empty(cls) -> PacketSpace:
+        return cls(())
+
+    @classmethod
+    def everything(cls, families: Iterable[int] = (4, 6)) -> PacketSpace:
+        return cls(tuple(Cube.full(f) for f in families))
+
+    @classmethod
+    def of(cls, cubes: Iterable[Cube]) -> PacketSpace:
+        return cls(tuple(c for c in cubes if not c.is_empty()))
+
+    @classmethod
+    def new_connections(
+        cls,
+        families: Iterable[int] = (4, 6),
+        protocols: IntervalSet = ALL_PROTOS,
+        dports: IntervalSet = ALL_PORTS,
+    ) -> PacketSpace:
+        """The first packets of new connections: ct state new, the given protocols and ports."""
+        constraint = Constraint({"ct": frozenset({"new"}), "proto": protocols, "dport": dports})
+        return cls.everything(families).restrict(constraint)
+
+    def __iter__(self) -> Iterator[Cube]:
+        return iter(self.cubes)
+
+    def __bool__(self) -> bool:
+        return not self.is_empty()
+
+    def is_empty(self) -> bool:
+        return not self.cubes
+
+    def families(self) -> set[int]:
+        return {c.version for c in self.cubes}
+
+    def union(self, other: PacketSpace) -> PacketSpace:
+        return PacketSpace(self.cubes + other.cubes)
+
+    def restrict(self, constraint: Constraint) -> PacketSpace:
+        return PacketSpace.of(c for c in (cube.intersect(constraint) for cube in self) if c)
+
+    def where(self, **values: Any) -> PacketSpace:
+        """Shorthand for restrict: ``space.where(proto=protos(6), dport=ports(22))``."""
+        return self.restrict(Constraint(values))
+
+    def intersect(self, other: PacketSpace) -> PacketSpace:
+        return PacketSpace.of(
+            hit for a in self for b in other if (hit := a.intersect(b.as_constraint()))
+        )
+
+    def subtract(self, other: PacketSpace) -> PacketSpace:
+        remaining = list(self.cubes)
+        for cube in other:
+            _, remaining = split(remaining, [cube.as_constraint()])
+        return PacketSpace(tuple(remaining))
+
+    def map(self, **values: Any) -> PacketSpace:
+        """Set fields to new values (a translation), keeping the rest of every cube."""
+        return PacketSpace.of(cube.with_fields(**values) for cube in self)
+
+    def addresses(self, which: str = "daddr") -> IPSet:
+        out = IPSet()
+        for cube in self:
+            out = out | getattr(cube, which)
+        return out
+
+    def contains(self, packet: Packet) -> bool:
+        point = packet.as_cube().as_constraint()
+        return any(cube.intersect(point) is not None for cube in self)
+
+    def simplified(self) -> PacketSpace:
+        """Merge cubes that differ in one field only; fewer, more readable cubes."""
+        cubes = list(self.cubes)
+        merged = True
+        while merged and len(cubes) <= 256:
+            merged = False
+            for i in range(len(cubes)):
+                for j in range(i + 1, len(cubes)):
+                    joined = _join(cubes[i], cubes[j])
+                    if joined is not None:
+                        cubes[i] = joined
+                        del cubes[j]
+                        merged = True
+                        break
+                if merged:
+                    break
+        return PacketSpace(tuple(cubes))
+
+    def describe(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for cube in self.simplified():
+            seen.setdefault(cube.describe())
+        return list(seen)
+
+
+def _join(a: Cube, b: Cube) -> Cube | None:
+    differing = [n for n in FIELDS if getattr(a, n) != getattr(b, n)]
+    if not differing:
+        return a
+    if len(differing) != 1 or differing[0] == "family":
+        return None
+    name = differing[0]
+    return replace(a, **{name: getattr(a, name) | getattr(b, name)})
+
+
+#: Stands for "some interface no rule names" in a concrete packet.
+UNNAMED_DEVICE = "unnamed-device"
+
+
+@dataclass(frozen=True)
+class Packet:
+    """One concrete packet, for ``Firewall.decision_for`` and for tests."""
+
+    family: int
+    proto: int
+    saddr: str
+    daddr: str
+    sport: int = 0
+    dport: int = 0
+    iif: str | None = None  #: None: a device no rule names (or none, where the hook has none)
+    oif: str | None = None
+    ct: str = "new"
+    icmp_type: int = 0
+
+    def as_cube(self) -> Cube:
+        return Cube(
+            family=frozenset({self.family}),
+            proto=IntervalSet.of(255, [self.proto]),
+            saddr=IPSet([IPAddress(self.saddr)]),
+            daddr=IPSet([IPAddress(self.daddr)]),
+            sport=IntervalSet.of(65535, [self.sport]),
+            dport=IntervalSet.of(65535, [self.dport]),
+            iif=NameSet.of(self.iif if self.iif is not None else UNNAMED_DEVICE),
+            oif=NameSet.of(self.oif if self.oif is not None else UNNAMED_DEVICE),
+            ct=frozenset({self.ct}),
+            icmp_type=IntervalSet.of(255, [self.icmp_type]),
+        )
