@@ -23,7 +23,6 @@ from topology.fields import (
     CT_STATES,
     ICMP,
     ICMPV6,
-    NO_DEVICE,
     PORT_PROTOS,
     IntervalSet,
     NameSet,
