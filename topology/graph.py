@@ -1,0 +1,357 @@
+"""The topology graph: hosts, segments (networks and tunnels), and each host's behaviour.
+
+Built from the inventory and whatever facts were collected. Nodes are ``host:NAME`` and
+``segment:NAME``; an edge joins a host to each segment it has an address on (from its
+interfaces when collected, from the inventory's declared addresses otherwise), and a tunnel to
+the network it runs over. Each host keeps a :class:`HostModel`: its compiled firewall (unknown
+when not collected), its main routing table, its forwarding flags and interfaces.
+
+Routing follows ``ip route`` for the main table: local addresses first, then the longest
+prefix, then the lowest metric; policy routing rules and other tables are not modelled (a host
+with rules beyond the three defaults gets a note saying so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Literal
+
+import networkx as nx
+from netaddr import AddrFormatError, IPAddress, IPNetwork, IPSet
+
+from auditor.inventory import HostDef, Inventory, Medium, Role, Zone
+from probes.facts import HostFacts, Interface, Listener, Route
+from topology.fields import family_universe
+from topology.firewall import Firewall
+
+LOOPBACK = IPSet(["127.0.0.0/8", "::1/128"])
+#: The rules every Linux host has (local, main, default); anything else is policy routing.
+DEFAULT_RULE_PRIORITIES = frozenset({0, 32766, 32767})
+
+
+def host_node(name: str) -> str:
+    return f"host:{name}"
+
+
+def segment_node(name: str) -> str:
+    return f"segment:{name}"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A layer-2 segment: an inventory network, a tunnel, or an address range nobody declared."""
+
+    name: str
+    kind: Literal["network", "tunnel", "unmapped"]
+    prefixes: tuple[IPNetwork, ...]
+    zone: Zone | None = None
+    medium: Medium | None = None
+    over: str | None = None  #: a tunnel's underlay network
+
+    @cached_property
+    def addresses(self) -> IPSet:
+        return IPSet(self.prefixes)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A host's presence on a segment: the interface (when known) and its addresses there."""
+
+    host: str
+    segment: str
+    interface: str | None
+    addresses: tuple[IPAddress, ...]
+
+
+@dataclass(frozen=True)
+class RouteEntry:
+    prefix: IPNetwork
+    type: str = "unicast"
+    gateway: IPAddress | None = None
+    device: str | None = None
+    metric: int = 0
+
+    def describe(self) -> str:
+        via = f" via {self.gateway}" if self.gateway is not None else ""
+        dev = f" dev {self.device}" if self.device else ""
+        kind = "" if self.type == "unicast" else f"{self.type} "
+        shown = "default" if self.prefix.prefixlen == 0 else str(self.prefix)
+        return f"{kind}{shown}{via}{dev}"
+
+
+class RouteTable:
+    """One host's main routing table, both families, with symbolic longest-prefix match."""
+
+    def __init__(self, entries: Iterable[RouteEntry]) -> None:
+        ordered = sorted(entries, key=lambda e: (-e.prefix.prefixlen, e.metric))
+        self._by_family: dict[int, list[RouteEntry]] = {4: [], 6: []}
+        for entry in ordered:
+            self._by_family[entry.prefix.version].append(entry)
+
+    @classmethod
+    def from_facts(cls, routes: Iterable[Route]) -> RouteTable:
+        entries = [e for r in routes if (e := _route_entry(r)) is not None]
+        return cls(entries)
+
+    def entries(self, family: int) -> list[RouteEntry]:
+        return list(self._by_family[family])
+
+    def lookup(self, family: int, destinations: IPSet) -> list[tuple[IPSet, RouteEntry | None]]:
+        """Partition destinations by the route each one takes; None for "no route"."""
+        remaining = destinations & family_universe(family)
+        parts: list[tuple[IPSet, RouteEntry | None]] = []
+        for entry in self._by_family[family]:
+            if not remaining:
+                break
+            # Entries are sorted by prefix length then metric: the first that covers wins.
+            covered = remaining & IPSet([entry.prefix])
+            if covered:
+                parts.append((covered, entry))
+                remaining = remaining - covered
+        if remaining:
+            parts.append((remaining, None))
+        return parts
+
+
+def _route_entry(route: Route) -> RouteEntry | None:
+    if route.table not in ("main", "254"):
+        return None
+    try:
+        if route.destination == "default":
+            prefix = IPNetwork("0.0.0.0/0" if route.family == 4 else "::/0")
+        else:
+            prefix = IPNetwork(route.destination).cidr
+        gateway = IPAddress(route.gateway) if route.gateway else None
+    except (AddrFormatError, ValueError):
+        return None
+    metric = route.metric if route.metric is not None else 0
+    return RouteEntry(prefix, route.type, gateway, route.device, metric)
+
+
+@dataclass
+class HostModel:
+    """What the reachability engine needs to know about one host."""
+
+    name: str
+    roles: tuple[Role, ...]
+    firewall: Firewall
+    routes: RouteTable | None  #: None when not collected
+    forwarding: dict[int, bool | None]  #: per family; None when not collected
+    interfaces: dict[str, Interface] = field(default_factory=dict)
+    attachments: list[Attachment] = field(default_factory=list)
+    facts_known: bool = False
+    listeners: list[Listener] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @cached_property
+    def addresses(self) -> IPSet:
+        """The host's own addresses on its segments (loopback excluded)."""
+        return IPSet([a for att in self.attachments for a in att.addresses])
+
+    @cached_property
+    def local_addresses(self) -> IPSet:
+        """Every destination the host delivers locally: its addresses and loopback."""
+        extra = [
+            a.address
+            for i in self.interfaces.values()
+            for a in i.addresses
+            if _parse_ip(a.address) is not None
+        ]
+        return self.addresses | LOOPBACK | IPSet(extra)
+
+    def attachment_on(self, segment: str) -> Attachment | None:
+        return next((a for a in self.attachments if a.segment == segment), None)
+
+    def attachment_of_interface(self, interface: str) -> Attachment | None:
+        return next((a for a in self.attachments if a.interface == interface), None)
+
+    def addresses_on(self, segment: str, family: int | None = None) -> IPSet:
+        att = self.attachment_on(segment)
+        found = IPSet(att.addresses) if att else IPSet()
+        return found & family_universe(family) if family else found
+
+    @property
+    def is_router(self) -> bool:
+        return Role.ROUTER in self.roles
+
+
+def _parse_ip(text: str) -> IPAddress | None:
+    try:
+        return IPAddress(text)
+    except (AddrFormatError, ValueError):
+        return None
+
+
+class Topology:
+    """The graph plus per-host models and per-segment address ownership."""
+
+    def __init__(self, segments: Mapping[str, Segment], hosts: Mapping[str, HostModel]) -> None:
+        self.segments = dict(segments)
+        self.hosts = dict(hosts)
+        self.graph = nx.Graph()
+        self._owners: dict[str, dict[IPAddress, str]] = {s: {} for s in self.segments}
+        for segment in self.segments.values():
+            self.graph.add_node(
+                segment_node(segment.name),
+                kind=segment.kind,
+                zone=segment.zone,
+                medium=segment.medium,
+                prefixes=[str(p) for p in segment.prefixes],
+            )
+            if segment.over is not None and segment.over in self.segments:
+                self.graph.add_edge(
+                    segment_node(segment.name), segment_node(segment.over), kind="underlay"
+                )
+        for host in self.hosts.values():
+            self.graph.add_node(host_node(host.name), kind="host", model=host)
+            for att in host.attachments:
+                self.graph.add_edge(
+                    host_node(host.name),
+                    segment_node(att.segment),
+                    kind="attachment",
+                    interface=att.interface,
+                    addresses=[str(a) for a in att.addresses],
+                )
+                for address in att.addresses:
+                    self._owners.setdefault(att.segment, {})[address] = host.name
+
+    @classmethod
+    def build(cls, inventory: Inventory, facts: Mapping[str, HostFacts]) -> Topology:
+        segments = _inventory_segments(inventory)
+        hosts: dict[str, HostModel] = {}
+        for name, definition in inventory.hosts.items():
+            hosts[name] = _host_model(name, definition, facts.get(name), inventory, segments)
+        return cls(segments, hosts)
+
+    def owner_of(self, segment: str, address: IPAddress) -> str | None:
+        return self._owners.get(segment, {}).get(address)
+
+    def owners(self, segment: str, destinations: IPSet) -> list[tuple[str, IPSet]]:
+        """The hosts owning some of the destinations on a segment, with those addresses."""
+        by_host: dict[str, list[IPAddress]] = {}
+        owners = self._owners.get(segment, {})
+        if len(owners) <= 64 or destinations.size > len(owners):
+            candidates: Iterable[tuple[IPAddress, str]] = owners.items()
+        else:
+            # Few destinations: look each one up instead of scanning the whole segment.
+            candidates = ((a, owners[a]) for a in destinations if a in owners)
+        for address, host in candidates:
+            if address in destinations:
+                by_host.setdefault(host, []).append(address)
+        return [(h, IPSet(addrs)) for h, addrs in by_host.items()]
+
+    def members(self, segment: str) -> list[str]:
+        return sorted(set(self._owners.get(segment, {}).values()))
+
+    def segments_containing(self, addresses: IPSet) -> list[str]:
+        return [s.name for s in self.segments.values() if s.addresses & addresses]
+
+    def segment_addresses(self, name: str) -> IPSet:
+        return self.segments[name].addresses
+
+
+def _inventory_segments(inventory: Inventory) -> dict[str, Segment]:
+    segments = {
+        name: Segment(name, "network", tuple(d.prefixes), zone=d.zone, medium=d.medium)
+        for name, d in inventory.networks.items()
+    }
+    for name, t in inventory.tunnels.items():
+        underlay = inventory.networks.get(t.over)
+        segments[name] = Segment(
+            name,
+            "tunnel",
+            tuple(t.prefixes),
+            # A tunnel to another organisation's host is as external as its underlay says.
+            zone=underlay.zone if underlay else None,
+            medium=underlay.medium if underlay else None,
+            over=t.over,
+        )
+    return segments
+
+
+def _host_model(
+    name: str,
+    definition: HostDef,
+    facts: HostFacts | None,
+    inventory: Inventory,
+    segments: dict[str, Segment],
+) -> HostModel:
+    if facts is None:
+        return HostModel(
+            name=name,
+            roles=tuple(definition.roles),
+            firewall=Firewall.unknown(),
+            routes=None,
+            forwarding={4: None, 6: None},
+            attachments=_declared_attachments(name, definition),
+            notes=["no facts collected: firewall, routes and forwarding unknown"],
+        )
+    firewall = (
+        Firewall.unknown() if facts.nftables is None else Firewall.from_nft_json(facts.nftables)
+    )
+    interfaces = {i.name: i for i in facts.interfaces or []}
+    attachments = (
+        _observed_attachments(name, facts.interfaces, inventory, segments)
+        if facts.interfaces is not None
+        else _declared_attachments(name, definition)
+    )
+    return HostModel(
+        name=name,
+        roles=tuple(definition.roles),
+        firewall=firewall,
+        routes=RouteTable.from_facts(facts.routes) if facts.routes is not None else None,
+        forwarding={4: facts.forwarding_v4, 6: facts.forwarding_v6},
+        interfaces=interfaces,
+        attachments=attachments,
+        facts_known=True,
+        listeners=facts.listeners,
+        notes=_fact_notes(facts),
+    )
+
+
+def _fact_notes(facts: HostFacts) -> list[str]:
+    notes = [f"{fact} not collected: {why}" for fact, why in facts.errors.items()]
+    if facts.interfaces is None:
+        notes.append("interfaces not collected: the inventory's addresses are used")
+    extra_rules = [r for r in facts.policy_rules or [] if r.priority not in DEFAULT_RULE_PRIORITIES]
+    if extra_rules:
+        notes.append(
+            f"{len(extra_rules)} policy routing rule(s) not modelled: only the main table is used"
+        )
+    return notes
+
+
+def _declared_attachments(name: str, definition: HostDef) -> list[Attachment]:
+    return [
+        Attachment(name, segment, None, tuple(addresses))
+        for segment, addresses in definition.addresses.items()
+    ]
+
+
+def _observed_attachments(
+    name: str,
+    interfaces: list[Interface],
+    inventory: Inventory,
+    segments: dict[str, Segment],
+) -> list[Attachment]:
+    found: dict[tuple[str, str], list[IPAddress]] = {}
+    for interface in interfaces:
+        if interface.kind == "loopback" or interface.name == "lo":
+            continue
+        for addr in interface.addresses:
+            address = _parse_ip(addr.address)
+            if address is None or addr.scope != "global" or address in LOOPBACK:
+                continue
+            segment = inventory.network_of(address) or _unmapped(address, addr.prefixlen, segments)
+            found.setdefault((segment, interface.name), []).append(address)
+    return [Attachment(name, seg, ifname, tuple(addrs)) for (seg, ifname), addrs in found.items()]
+
+
+def _unmapped(address: IPAddress, prefixlen: int, segments: dict[str, Segment]) -> str:
+    """A segment for an address no inventory network covers (named after its prefix)."""
+    prefix = IPNetwork(f"{address}/{prefixlen}").cidr
+    name = f"unmapped:{prefix}"
+    segments.setdefault(name, Segment(name, "unmapped", (prefix,)))
+    return name

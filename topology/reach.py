@@ -1,0 +1,606 @@
+"""Reachability: which new connections get from a host to a destination, by which path.
+
+A breadth-first search over hosts and segments carrying *flows* (symbolic packet classes with
+their original form and certainty) that shrink at every hop:
+
+* at the source: route lookup (egress interface, next hop), output hook, postrouting hook;
+* on a segment: a packet whose destination is on-link is delivered to that address (the
+  destination is *reached* when the address is in the destination set); a packet sent to a
+  gateway arrives at the host owning the gateway's address;
+* at a host: prerouting (dnat), then input when the destination is local, else forwarding
+  (if enabled for the family), route lookup, forward hook, postrouting (snat, masquerade);
+* a host whose facts were not collected may forward anything to any of its segments, and an
+  unknown gateway may send anything anywhere: such paths are marked uncertain.
+
+Every segment and host is explored at most once per packet class (a visited space per
+(host, segment) pair), so the search ends and costs O(hops × rules) set operations, never a
+per-address enumeration.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from netaddr import IPAddress, IPSet
+
+from auditor.findings import Hop
+from probes.facts import Listener
+from topology.fields import NO_DEVICE, NameSet, describe_ipset, ports, protos
+from topology.firewall import Flow, Hook, Verdict, apply_redirect, apply_source_nat
+from topology.graph import LOOPBACK, HostModel, RouteEntry, Topology
+from topology.space import Constraint, Cube, PacketSpace, split
+
+#: Beyond this many host visits the search stops and the result says so.
+MAX_VISITS = 200_000
+
+
+class Reachability(StrEnum):
+    YES = "yes"  #: a certain path exists
+    NO = "no"  #: nothing gets there, and every step was certain
+    UNKNOWN = "unknown"  #: only uncertain paths (unknown hosts, unmodelled rules)
+
+
+@dataclass(frozen=True)
+class ReachPath:
+    """Packets that take one path, the hops they pass, and where they end."""
+
+    hops: tuple[Hop, ...]
+    space: PacketSpace  #: as the source sent them (before any translation)
+    delivered: PacketSpace  #: as they arrive (after translations)
+    certain: bool
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReachResult:
+    reachable: Reachability
+    reached: PacketSpace  #: source packet classes that certainly get there
+    maybe_reached: PacketSpace  #: those that get there only over uncertain paths
+    paths: tuple[ReachPath, ...]
+    notes: tuple[str, ...] = ()
+
+    def summary(self) -> list[str]:
+        """One line per reaching packet class: family, protocols, ports, destinations."""
+        lines = [f"certain: {d}" for d in self.reached.describe()]
+        return lines + [f"uncertain: {d}" for d in self.maybe_reached.describe()]
+
+
+@dataclass(frozen=True)
+class _Item:
+    """Flows arriving at a host over a segment (or starting there), with their path so far."""
+
+    host: str
+    segment: str | None
+    interface: str | None
+    flows: tuple[Flow, ...]
+    hops: tuple[Hop, ...]
+    via_gateway: bool = False
+
+
+@dataclass
+class _Search:
+    topology: Topology
+    destinations: IPSet
+    to_input: bool
+    local_only: bool = False
+    queue: deque[_Item] = field(default_factory=deque)
+    visited: dict[tuple[str, str | None], list[Cube]] = field(default_factory=dict)
+    paths: list[ReachPath] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    visits: int = 0
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def unexplored(self, key: tuple[str, str | None], flows: Iterable[Flow]) -> list[Flow]:
+        """The parts of the flows not already explored at this (host, segment)."""
+        seen = self.visited.setdefault(key, [])
+        fresh: list[Flow] = []
+        for flow in flows:
+            _, outside = split([flow.cube], [c.as_constraint() for c in seen])
+            fresh += [flow.narrowed(c) for c in outside]
+        seen += [f.cube for f in fresh]
+        return fresh
+
+    def reach(self, hops: tuple[Hop, ...], flows: Iterable[Flow]) -> None:
+        """Record the flows whose (current) destination is in the destination set."""
+        inside = [
+            flow.narrowed(c)
+            for flow in flows
+            if (c := flow.cube.intersect(Constraint({"daddr": self.destinations})))
+        ]
+        for certain in (True, False):
+            group = [f for f in inside if f.certain is certain]
+            if not group:
+                continue
+            reasons = tuple(dict.fromkeys(r for f in group for r in f.reasons))
+            self.paths.append(
+                ReachPath(
+                    hops=hops,
+                    space=PacketSpace.of(f.origin for f in group),
+                    delivered=PacketSpace.of(f.cube for f in group),
+                    certain=certain,
+                    reasons=reasons,
+                )
+            )
+
+    def result(self, max_paths: int) -> ReachResult:
+        reached = PacketSpace.empty()
+        maybe = PacketSpace.empty()
+        for path in self.paths:
+            if path.certain:
+                reached = reached.union(path.space)
+            else:
+                maybe = maybe.union(path.space)
+        maybe = maybe.subtract(reached)
+        if reached:
+            verdict = Reachability.YES
+        elif maybe or self.visits > MAX_VISITS:
+            verdict = Reachability.UNKNOWN
+        else:
+            verdict = Reachability.NO
+        ordered = sorted(self.paths, key=lambda p: (not p.certain, len(p.hops)))
+        return ReachResult(
+            reachable=verdict,
+            reached=reached.simplified(),
+            maybe_reached=maybe.simplified(),
+            paths=tuple(ordered[:max_paths]),
+            notes=tuple(dict.fromkeys(self.notes)),
+        )
+
+    # -- the search --------------------------------------------------------------------------
+    def run(self) -> None:
+        while self.queue:
+            self.visits += 1
+            if self.visits > MAX_VISITS:
+                self.notes.append(f"search stopped after {MAX_VISITS} host visits")
+                return
+            item = self.queue.popleft()
+            host = self.topology.hosts.get(item.host)
+            if host is None:
+                continue
+            if item.segment is None:
+                self.originate(host, item)
+            elif host.facts_known:
+                self.arrive_known(host, item)
+            else:
+                self.arrive_unknown(host, item)
+
+    def originate(self, host: HostModel, item: _Item) -> None:
+        """A new connection leaves its source: route, output, postrouting."""
+        for entry_flows, entry, hops in self.route(host, item.flows, item.hops):
+            out = _with_devices(entry_flows, iif=NO_DEVICE, oif=self._device(host, entry))
+            for rules, accepted in _run(host, Hook.OUTPUT, out):
+                nat_doubt = [
+                    f.doubtful("output dnat: the route is not recomputed") if f.nat else f
+                    for f in accepted
+                ]
+                hop = _hop(host.name, self._segment_of(host, entry), "output", rules)
+                self.leave(host, entry, nat_doubt, (*hops, hop))
+
+    def arrive_known(self, host: HostModel, item: _Item) -> None:
+        """Prerouting, then input (local destination) or forwarding."""
+        fresh = self.unexplored((host.name, item.segment), item.flows)
+        if not fresh:
+            return
+        iif = item.interface or _unknown_interface(host)
+        arriving = _with_devices(fresh, iif=iif, oif=NO_DEVICE)
+        for pre_rules, accepted in _run(host, Hook.PREROUTING, arriving):
+            redirected = [_redirected(host, item.segment, f) for f in accepted]
+            local, transit = _split_local(host, redirected)
+            self.deliver_input(host, item, local, pre_rules)
+            if not self.local_only:
+                self.forward(host, item, transit, pre_rules)
+
+    def deliver_input(
+        self, host: HostModel, item: _Item, flows: list[Flow], pre_rules: _Rules
+    ) -> None:
+        for rules, accepted in _run(host, Hook.INPUT, flows):
+            hop = _hop(host.name, item.segment, "input", _joined(pre_rules, rules))
+            self.reach((*item.hops, hop), accepted)
+
+    def forward(self, host: HostModel, item: _Item, flows: list[Flow], pre_rules: _Rules) -> None:
+        if not flows:
+            return
+        allowed = _forwarding_allowed(host, flows)
+        for entry_flows, entry, hops in self.route(host, allowed, item.hops):
+            out = _with_devices(
+                entry_flows,
+                iif=item.interface or _unknown_interface(host),
+                oif=self._device(host, entry),
+            )
+            out = [f for f in out if not f.cube.is_empty()]
+            for rules, accepted in _run(host, Hook.FORWARD, out):
+                hop = _hop(
+                    host.name, self._segment_of(host, entry), "forward", _joined(pre_rules, rules)
+                )
+                self.leave(host, entry, accepted, (*hops, hop))
+
+    def arrive_unknown(self, host: HostModel, item: _Item) -> None:
+        """No facts: it may deliver locally and may forward anything to any of its segments."""
+        fresh = self.unexplored((host.name, item.segment), item.flows)
+        if not fresh:
+            return
+        doubt = f"{host.name}: no facts collected, it may accept or forward anything"
+        flows = [f.doubtful(doubt) for f in fresh]
+        local, transit = _split_local(host, flows)
+        hop = Hop(host=host.name, network=item.segment, direction="input", rule="unknown")
+        self.reach((*item.hops, hop), local)
+        may_forward = item.via_gateway or host.is_router
+        if self.local_only or not transit or not may_forward:
+            return
+        for att in host.attachments:
+            fwd = Hop(host=host.name, network=att.segment, direction="forward", rule="unknown")
+            self.spread(att.segment, transit, (*item.hops, fwd))
+
+    # -- leaving a host ----------------------------------------------------------------------
+    def route(
+        self, host: HostModel, flows: Iterable[Flow], hops: tuple[Hop, ...]
+    ) -> list[tuple[list[Flow], RouteEntry | None, tuple[Hop, ...]]]:
+        """Split flows by the route they take; None stands for "routes unknown"."""
+        if host.routes is None:
+            doubt = f"{host.name}: routes not collected"
+            unknown = [f.doubtful(doubt) for f in flows]
+            return [(unknown, None, hops)] if unknown else []
+        by_entry: dict[int, tuple[RouteEntry, list[Flow]]] = {}
+        for flow in flows:
+            cube = flow.cube
+            for addresses, entry in host.routes.lookup(cube.version, cube.daddr):
+                if entry is None or entry.type != "unicast":
+                    continue  # no route, blackhole, unreachable, prohibit: dropped here
+                piece = cube.with_fields(daddr=addresses)
+                by_entry.setdefault(id(entry), (entry, []))[1].append(flow.narrowed(piece))
+        return [
+            (group, entry, (*hops, _route_hop(host.name, entry)))
+            for entry, group in by_entry.values()
+        ]
+
+    def leave(
+        self, host: HostModel, entry: RouteEntry | None, flows: list[Flow], hops: tuple[Hop, ...]
+    ) -> None:
+        """Postrouting (snat, masquerade), then onto the segment."""
+        if not flows:
+            return
+        if entry is None:
+            for att in host.attachments:
+                self.spread(att.segment, flows, hops)
+            return
+        segment = self._segment_of(host, entry)
+        for rules, accepted in _run(host, Hook.POSTROUTING, flows):
+            translated = [_masqueraded(host, segment, f) for f in accepted]
+            if rules.texts and hops:
+                last = hops[-1]
+                hops = (*hops[:-1], _with_rules(last, rules))
+            self.emit(host, segment, entry, translated, hops)
+
+    def emit(
+        self,
+        host: HostModel,
+        segment: str | None,
+        entry: RouteEntry,
+        flows: list[Flow],
+        hops: tuple[Hop, ...],
+    ) -> None:
+        if segment is None:
+            doubt = f"{host.name}: route {entry.describe()} leaves by an unknown segment"
+            self.reach(hops, [f.doubtful(doubt) for f in flows])
+            return
+        if entry.gateway is None:
+            self.on_link(segment, flows, hops)
+            return
+        owner = self.topology.owner_of(segment, entry.gateway)
+        if owner is None:
+            doubt = f"gateway {entry.gateway} on {segment} is not in the inventory"
+            self.reach(hops, [f.doubtful(doubt) for f in flows])
+            return
+        self.enqueue(owner, segment, flows, hops, via_gateway=True)
+
+    def on_link(self, segment: str, flows: list[Flow], hops: tuple[Hop, ...]) -> None:
+        """Delivered on a segment to the destination address itself."""
+        prefix = self.topology.segment_addresses(segment)
+        on_segment = _restrict(flows, Constraint({"daddr": prefix}))
+        link = Hop(host="", network=segment, direction="link", rule=f"delivered on {segment}")
+        if not self.to_input:
+            self.reach((*hops, link), on_segment)
+        for owner, addresses in self.topology.owners(segment, _daddrs(on_segment)):
+            model = self.topology.hosts[owner]
+            if self.to_input or model.firewall.has_nat(Hook.PREROUTING) or not model.facts_known:
+                owned = _restrict(on_segment, Constraint({"daddr": addresses}))
+                self.enqueue(owner, segment, owned, hops)
+
+    def spread(self, segment: str, flows: list[Flow], hops: tuple[Hop, ...]) -> None:
+        """Routes unknown: on-link delivery, or through any host there that may forward."""
+        self.on_link(segment, flows, hops)
+        for member in self.topology.members(segment):
+            model = self.topology.hosts[member]
+            if _may_forward(model):
+                self.enqueue(member, segment, flows, hops, via_gateway=True)
+
+    def enqueue(
+        self,
+        host: str,
+        segment: str,
+        flows: list[Flow],
+        hops: tuple[Hop, ...],
+        *,
+        via_gateway: bool = False,
+    ) -> None:
+        if not flows:
+            return
+        model = self.topology.hosts[host]
+        att = model.attachment_on(segment)
+        interface = att.interface if att else None
+        self.queue.append(_Item(host, segment, interface, tuple(flows), hops, via_gateway))
+
+    def _device(self, host: HostModel, entry: RouteEntry | None) -> str:
+        """The egress interface of a route: named, or the one on the gateway's segment."""
+        if entry is not None and entry.device:
+            return entry.device
+        segment = self._segment_of(host, entry)
+        att = host.attachment_on(segment) if segment else None
+        return att.interface if att and att.interface else _unknown_interface(host)
+
+    def _segment_of(self, host: HostModel, entry: RouteEntry | None) -> str | None:
+        if entry is None:
+            return None
+        if entry.device:
+            att = host.attachment_of_interface(entry.device)
+            if att is not None:
+                return att.segment
+        if entry.gateway is not None:
+            for att in host.attachments:
+                if entry.gateway in self.topology.segment_addresses(att.segment):
+                    return att.segment
+        return None
+
+
+# -- helpers over flows -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Rules:
+    texts: tuple[str, ...] = ()
+    refs: tuple[str, ...] = ()
+
+
+def _run(host: HostModel, hook: Hook, flows: list[Flow]) -> list[tuple[_Rules, list[Flow]]]:
+    """Accepted flows of a hook, grouped by the rules that accepted them."""
+    if not flows:
+        return []
+    fresh = [replace(f, steps=(), nat=()) for f in flows]
+    groups: dict[tuple[str, ...], tuple[_Rules, list[Flow]]] = {}
+    for verdict, flow in host.firewall.run_hook(hook, fresh):
+        if verdict is not Verdict.ACCEPT:
+            continue
+        rules = _Rules(tuple(s.text for s in flow.steps), tuple(s.ref for s in flow.steps))
+        groups.setdefault(rules.refs, (rules, []))[1].append(flow)
+    return list(groups.values())
+
+
+def _joined(first: _Rules, second: _Rules) -> _Rules:
+    return _Rules(first.texts + second.texts, first.refs + second.refs)
+
+
+def _hop(host: str, segment: str | None, direction: str, rules: _Rules) -> Hop:
+    text = "; ".join(rules.texts) if rules.texts else "no base chain (accept)"
+    return Hop(
+        host=host,
+        network=segment,
+        direction=direction,
+        rule=text,
+        rule_ref="; ".join(rules.refs) or None,
+    )
+
+
+def _with_rules(hop: Hop, rules: _Rules) -> Hop:
+    text = "; ".join(t for t in (hop.rule, *rules.texts) if t)
+    ref = "; ".join(r for r in (hop.rule_ref, *rules.refs) if r) or None
+    return hop.model_copy(update={"rule": text, "rule_ref": ref})
+
+
+def _route_hop(host: str, entry: RouteEntry) -> Hop:
+    return Hop(host=host, direction="route", rule=entry.describe())
+
+
+def _unknown_interface(host: HostModel) -> str:
+    """An interface name for rules to test when the real one is not known: matches no name."""
+    return f"?{host.name}"
+
+
+def _with_devices(flows: Iterable[Flow], *, iif: str, oif: str) -> list[Flow]:
+    values = {"iif": NameSet.of(iif), "oif": NameSet.of(oif)}
+    return [f.translate(**values) for f in flows]
+
+
+def _restrict(flows: Iterable[Flow], constraint: Constraint) -> list[Flow]:
+    return [f.narrowed(c) for f in flows if (c := f.cube.intersect(constraint))]
+
+
+def _daddrs(flows: Iterable[Flow]) -> IPSet:
+    out = IPSet()
+    for f in flows:
+        out = out | f.cube.daddr
+    return out
+
+
+def _split_local(host: HostModel, flows: Iterable[Flow]) -> tuple[list[Flow], list[Flow]]:
+    local_constraint = Constraint({"daddr": host.local_addresses})
+    local: list[Flow] = []
+    transit: list[Flow] = []
+    for flow in flows:
+        inside, outside = split([flow.cube], [local_constraint])
+        local += [flow.narrowed(c) for c in inside]
+        transit += [flow.narrowed(c) for c in outside]
+    return local, transit
+
+
+def _forwarding_allowed(host: HostModel, flows: Iterable[Flow]) -> list[Flow]:
+    allowed: list[Flow] = []
+    for flow in flows:
+        enabled = host.forwarding.get(flow.cube.version)
+        if enabled is None:
+            allowed.append(flow.doubtful(f"{host.name}: IPv{flow.cube.version} forwarding unknown"))
+        elif enabled:
+            allowed.append(flow)
+    return allowed
+
+
+def _may_forward(host: HostModel) -> bool:
+    if not host.facts_known:
+        return host.is_router
+    return any(v is not False for v in host.forwarding.values())
+
+
+def _masqueraded(host: HostModel, segment: str | None, flow: Flow) -> Flow:
+    if not any(n.kind == "masquerade" for n in flow.nat):
+        return flow
+    own = host.addresses_on(segment, flow.cube.version) if segment else IPSet()
+    if not own:
+        return flow.doubtful(f"{host.name}: masquerade without a known address on {segment}")
+    return apply_source_nat(flow, own)
+
+
+def _redirected(host: HostModel, segment: str | None, flow: Flow) -> Flow:
+    if not any(n.kind == "redirect" for n in flow.nat):
+        return flow
+    own = host.addresses_on(segment, flow.cube.version) if segment else IPSet()
+    return apply_redirect(flow, own or host.addresses)
+
+
+# -- public queries ---------------------------------------------------------------------------
+
+
+def _default_space(space: PacketSpace | None) -> PacketSpace:
+    return space if space is not None else PacketSpace.new_connections()
+
+
+def _any_dnat(topology: Topology) -> bool:
+    return any(
+        h.firewall.has_nat(Hook.PREROUTING) or h.firewall.has_nat(Hook.OUTPUT)
+        for h in topology.hosts.values()
+    )
+
+
+def reach(
+    topology: Topology,
+    source: str,
+    destinations: IPSet,
+    space: PacketSpace | None = None,
+    *,
+    to_input: bool = False,
+    max_paths: int = 16,
+) -> ReachResult:
+    """Which new connections from ``source`` reach an address in ``destinations``.
+
+    ``space`` narrows the kind of connection (default: any protocol, any port, both
+    families, ct state new); the source addresses are always the host's own. A destination is
+    reached when a packet is put on a segment where its destination address is on-link, or is
+    accepted by the input hook of a host owning it; with ``to_input`` an on-link delivery to a
+    host in the graph counts only once that host's input accepts it.
+    """
+    host = topology.hosts[source]
+    start = _default_space(space).where(ct=frozenset({"new"}))
+    start = PacketSpace.of(
+        c.with_fields(saddr=c.saddr & host.addresses) for c in start if c.saddr & host.addresses
+    )
+    if not _any_dnat(topology):
+        # Without any dnat, a destination never changes: only packets to D can reach D.
+        start = start.where(daddr=destinations)
+    # A host's own addresses are not a network path.
+    start = start.subtract(PacketSpace.everything().where(daddr=host.local_addresses | LOOPBACK))
+    search = _Search(topology, destinations, to_input)
+    search.notes += [f"{source}: {n}" for n in host.notes]
+    flows = tuple(Flow.start(c) for c in start)
+    search.queue.append(_Item(source, None, None, flows, ()))
+    search.run()
+    return search.result(max_paths)
+
+
+def reach_segment(
+    topology: Topology, source: str, segment: str, space: PacketSpace | None = None
+) -> ReachResult:
+    return reach(topology, source, topology.segment_addresses(segment), space)
+
+
+def inbound(
+    topology: Topology,
+    host: str,
+    segment: str,
+    space: PacketSpace | None = None,
+    *,
+    sources: IPSet | None = None,
+    max_paths: int = 16,
+) -> ReachResult:
+    """Which new connections from ``segment`` (a network or a tunnel) the host accepts.
+
+    The packets come in on the host's interface on that segment, from any address of the
+    segment other than the host's (or from ``sources``), to any of the host's own addresses;
+    prerouting then input decide.
+    """
+    model = topology.hosts[host]
+    att = model.attachment_on(segment)
+    origin = sources if sources is not None else topology.segment_addresses(segment)
+    own = model.local_addresses - LOOPBACK
+    start = _default_space(space).where(
+        ct=frozenset({"new"}), saddr=origin - model.addresses, daddr=own
+    )
+    search = _Search(topology, own, to_input=True, local_only=True)
+    search.notes += [f"{host}: {n}" for n in model.notes]
+    if att is None:
+        search.notes.append(f"{host} has no interface on {segment}")
+        return search.result(max_paths)
+    flows = tuple(Flow.start(c) for c in start)
+    search.queue.append(_Item(host, segment, att.interface, flows, ()))
+    search.run()
+    return search.result(max_paths)
+
+
+@dataclass(frozen=True)
+class ListenerExposure:
+    listener: Listener
+    segment: str
+    result: ReachResult
+
+
+def listener_addresses(model: HostModel, listener: Listener) -> IPSet:
+    """The local addresses a socket bound to ``listener.address`` answers on (not loopback)."""
+    bound = listener.address.strip("[]").split("%")[0]
+    own = model.local_addresses - LOOPBACK
+    if bound in ("0.0.0.0",):
+        return own & IPSet(["0.0.0.0/0"])
+    if bound in ("::", "*", ""):
+        # A dual-stack socket (the Linux default) answers IPv4 too.
+        return own
+    try:
+        address = IPAddress(bound)
+    except ValueError:
+        return own
+    if address.version == 6 and address.is_ipv4_mapped():
+        address = address.ipv4()
+    return IPSet([address]) - LOOPBACK
+
+
+def listener_exposure(topology: Topology, host: str) -> list[ListenerExposure] | None:
+    """For each listening socket (loopback excluded) and each segment of the host: who can
+    open a new connection to it. None when the listeners were not collected."""
+    model = topology.hosts[host]
+    if model.listeners is None:
+        return None
+    exposures: list[ListenerExposure] = []
+    for listener in model.listeners:
+        addresses = listener_addresses(model, listener)
+        if not addresses:
+            continue
+        number = 6 if listener.proto == "tcp" else 17
+        space = PacketSpace.new_connections(protocols=protos(number), dports=ports(listener.port))
+        space = space.where(daddr=addresses)
+        for att in model.attachments:
+            result = inbound(topology, host, att.segment, space)
+            exposures.append(ListenerExposure(listener, att.segment, result))
+    return exposures
+
+
+def describe_destinations(result: ReachResult) -> str:
+    addresses = result.reached.addresses() | result.maybe_reached.addresses()
+    return describe_ipset(addresses)
