@@ -1,0 +1,359 @@
+"""Offline verification: every kind of tampering is caught and named; a killed run verifies."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from auditor.evidence import (
+    INDEX_FILE,
+    MANIFEST_FILE,
+    EvidenceStore,
+    NotARunError,
+    genesis,
+    next_chain,
+    object_path,
+)
+from auditor.exitcodes import ExitCode
+from auditor.verify import Problem, VerificationReport, verify_run
+from auditor.verify_cli import register
+
+RUN_ID = "run-verify-test"
+T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def make_run(run_dir: Path, count: int = 5, close: bool = True) -> list[str]:
+    store = EvidenceStore.create(run_dir, RUN_ID)
+    refs = [
+        store.add(
+            f"artifact {n}\n".encode(),
+            probe="ssh-collector",
+            command=f"cmd {n}",
+            host=f"host-{n}",
+            started=T,
+            finished=T,
+        )
+        for n in range(1, count + 1)
+    ]
+    if close:
+        store.close()
+    return refs
+
+
+def write_findings(run_dir: Path, refs: list[str], run_id: str = RUN_ID) -> None:
+    document = {
+        "run": {"id": run_id, "started": "s", "finished": "f"},
+        "findings": [
+            {
+                "control": "recv-no-outbound",
+                "subject": "recv-srv",
+                "status": "pass",
+                "evidence": refs[:2],
+                "path": [{"host": "recv-srv", "direction": "output", "evidence": refs[2:3]}],
+            }
+        ],
+    }
+    (run_dir / "findings.json").write_text(json.dumps(document))
+
+
+def writable(path: Path) -> Path:
+    path.chmod(0o644)  # objects are stored read-only
+    return path
+
+
+def index(run_dir: Path) -> sqlite3.Connection:
+    return sqlite3.connect(run_dir / INDEX_FILE, isolation_level=None)
+
+
+def problems_of(report: VerificationReport) -> list[tuple[str, str]]:
+    return [(p.check, p.subject) for p in report.problems]
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> tuple[Path, list[str]]:
+    run_dir = tmp_path / "run"
+    refs = make_run(run_dir)
+    write_findings(run_dir, refs)
+    return run_dir, refs
+
+
+def test_an_untouched_run_is_intact(run: tuple[Path, list[str]]) -> None:
+    run_dir, _ = run
+    report = verify_run(run_dir)
+    assert report.problems == []
+    assert report.intact
+    assert report.run_id == RUN_ID
+    assert report.artifact_count == 5
+    assert report.closed and report.manifest_present and report.findings_present
+    assert report.notes == []
+
+
+def test_a_changed_byte_in_an_artifact_names_that_artifact(run: tuple[Path, list[str]]) -> None:
+    run_dir, refs = run
+    path = writable(run_dir / object_path(refs[2].removeprefix("sha256:")))
+    content = bytearray(path.read_bytes())
+    content[0] ^= 0x01
+    path.write_bytes(bytes(content))
+
+    report = verify_run(run_dir)
+    assert problems_of(report) == [("object", f"artifact #3 {refs[2]}")]
+    assert "content changed" in report.problems[0].message
+
+
+def test_a_removed_artifact_is_reported_missing(run: tuple[Path, list[str]]) -> None:
+    run_dir, refs = run
+    (run_dir / object_path(refs[0].removeprefix("sha256:"))).unlink()
+    report = verify_run(run_dir)
+    assert problems_of(report) == [("object", f"artifact #1 {refs[0]}")]
+    assert "missing" in report.problems[0].message
+
+
+def test_an_added_object_is_reported_unreferenced(run: tuple[Path, list[str]]) -> None:
+    run_dir, _ = run
+    sha = "ab" * 32
+    planted = run_dir / object_path(sha)
+    planted.parent.mkdir(parents=True, exist_ok=True)
+    planted.write_bytes(b"planted after the fact\n")
+    stray = run_dir / "evidence" / "notes.txt"
+    stray.write_text("hello")
+
+    report = verify_run(run_dir)
+    assert sorted(problems_of(report)) == [
+        ("layout", "evidence/notes.txt"),
+        ("object", object_path(sha)),
+    ]
+    message = next(p.message for p in report.problems if p.check == "object")
+    assert "not referenced" in message and "hashes to" in message
+
+
+def test_reordered_rows_break_the_chain_at_and_after_each_moved_row(
+    run: tuple[Path, list[str]],
+) -> None:
+    run_dir, refs = run
+    with index(run_dir) as conn:
+        conn.execute("UPDATE artifacts SET seq = -2 WHERE seq = 2")
+        conn.execute("UPDATE artifacts SET seq = 2 WHERE seq = 4")
+        conn.execute("UPDATE artifacts SET seq = 4 WHERE seq = -2")
+
+    report = verify_run(run_dir)
+    chain = [p.subject for p in report.problems if p.check == "chain"]
+    # A moved row breaks its own link (its seq is hashed) and the next row's (its predecessor
+    # changed); row 1 is untouched.
+    assert chain == [
+        f"artifact #2 {refs[3]}",
+        f"artifact #3 {refs[2]}",
+        f"artifact #4 {refs[1]}",
+        f"artifact #5 {refs[4]}",
+    ]
+    # The untouched manifest still lists the original order: it disagrees on both rows.
+    manifest = {p.subject for p in report.problems if p.check == "manifest"}
+    assert manifest == {f"artifact #2 {refs[3]}", f"artifact #4 {refs[1]}"}
+
+
+def test_a_removed_row_leaves_a_gap_and_breaks_the_next_link(
+    run: tuple[Path, list[str]],
+) -> None:
+    run_dir, refs = run
+    with index(run_dir) as conn:
+        conn.execute("DELETE FROM artifacts WHERE seq = 3")
+
+    report = verify_run(run_dir)
+    assert ("sequence", "artifact #3") in problems_of(report)
+    assert ("chain", f"artifact #4 {refs[3]}") in problems_of(report)
+    # Its object is now referenced by nothing, and findings.json cites it.
+    assert ("object", object_path(refs[2].removeprefix("sha256:"))) in problems_of(report)
+    findings = [p for p in report.problems if p.check == "findings"]
+    assert [p.message for p in findings] == [f"cites {refs[2]!r}, which is not in the evidence"]
+
+
+def test_an_edited_index_row_is_pinned_to_that_row(run: tuple[Path, list[str]]) -> None:
+    run_dir, refs = run
+    with index(run_dir) as conn:
+        conn.execute("UPDATE artifacts SET exit_status = 1 WHERE seq = 2")
+
+    report = verify_run(run_dir)
+    assert problems_of(report) == [
+        ("chain", f"artifact #2 {refs[1]}"),
+        ("manifest", f"artifact #2 {refs[1]}"),
+    ]
+    assert report.problems[1].message.endswith("in: exit_status")
+
+
+def test_a_rewritten_chain_still_disagrees_with_the_manifest(
+    run: tuple[Path, list[str]],
+) -> None:
+    """Editing a row and recomputing every chain hash after it defeats the chain alone; the
+    manifest (and, later, its signature) is what catches it."""
+    run_dir, _ = run
+    store = EvidenceStore.open(run_dir)
+    records = store.artifacts()
+    store.close()
+    previous = genesis(RUN_ID)
+    with index(run_dir) as conn:
+        for record in records:
+            meta = record.metadata()
+            if record.seq == 1:
+                meta["command"] = "innocent"
+            chain = next_chain(previous, meta)
+            conn.execute(
+                "UPDATE artifacts SET command = ?, chain = ? WHERE seq = ?",
+                (meta["command"], chain, record.seq),
+            )
+            previous = chain
+
+    report = verify_run(run_dir)
+    assert {p.check for p in report.problems} == {"manifest"}
+    assert ("manifest", "chain_head") in problems_of(report)
+
+
+def test_an_unreadable_index_row_is_reported(run: tuple[Path, list[str]]) -> None:
+    run_dir, _ = run
+    with index(run_dir) as conn:
+        conn.execute("UPDATE artifacts SET redactions = 'not json' WHERE seq = 5")
+    report = verify_run(run_dir)
+    assert ("index", "row with seq 5") in problems_of(report)
+
+
+def test_an_edited_manifest_is_reported(run: tuple[Path, list[str]]) -> None:
+    run_dir, _ = run
+    path = run_dir / MANIFEST_FILE
+    manifest = json.loads(path.read_text())
+    manifest["count"] = 4
+    manifest["artifacts"].pop()
+    path.write_text(json.dumps(manifest))
+
+    report = verify_run(run_dir)
+    assert ("manifest", "count") in problems_of(report)
+    assert any(p.message == "in the index, not in the manifest" for p in report.problems)
+
+
+def test_a_removed_manifest_of_a_closed_run_is_reported(run: tuple[Path, list[str]]) -> None:
+    run_dir, _ = run
+    (run_dir / MANIFEST_FILE).unlink()
+    assert problems_of(verify_run(run_dir)) == [("manifest", MANIFEST_FILE)]
+
+
+def test_findings_of_another_run_are_reported(run: tuple[Path, list[str]]) -> None:
+    run_dir, refs = run
+    write_findings(run_dir, [*refs[:1], "sha256:" + "f" * 64], run_id="other")
+    report = verify_run(run_dir)
+    messages = [p.message for p in report.problems]
+    assert "run id 'other' is not 'run-verify-test'" in messages
+    assert f"cites {'sha256:' + 'f' * 64!r}, which is not in the evidence" in messages
+
+
+def test_a_folder_without_evidence_is_not_a_run(tmp_path: Path) -> None:
+    with pytest.raises(NotARunError):
+        verify_run(tmp_path)
+
+
+def test_an_interrupted_run_verifies_from_its_index(tmp_path: Path) -> None:
+    refs = make_run(tmp_path, count=3, close=False)
+    report = verify_run(tmp_path)
+    assert report.intact, report.problems
+    assert report.artifact_count == 3
+    assert not report.closed and not report.manifest_present
+    assert any("interrupted before close" in note for note in report.notes)
+    assert len(refs) == 3
+
+
+KILLED_WRITER = textwrap.dedent(
+    """
+    import sys, os
+    from datetime import UTC, datetime
+    from pathlib import Path
+    from auditor.evidence import EvidenceStore
+
+    store = EvidenceStore.create(Path(sys.argv[1]), "killed-run")
+    n = 0
+    while True:
+        n += 1
+        now = datetime.now(UTC)
+        body = (f"artifact {n} " * (1 + n % 50)).encode() + os.urandom(n % 4096)
+        ref = store.add(body, probe="loop", command=f"cmd {n}", host="h", started=now,
+                        finished=now, media_type="application/octet-stream")
+        print(ref, flush=True)
+    """
+)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kill_after", [1, 17, 60])
+def test_a_run_killed_mid_write_still_verifies_and_holds_what_was_added(
+    tmp_path: Path, kill_after: int
+) -> None:
+    run_dir = tmp_path / "killed"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(run_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None
+    acknowledged = [writer.stdout.readline().strip() for _ in range(kill_after)]
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    acknowledged += [line.strip() for line in writer.stdout if line.strip()]
+
+    report = verify_run(run_dir)
+    assert report.intact, [str(p) for p in report.problems]
+    store = EvidenceStore.open(run_dir)
+    stored = [r.ref for r in store.artifacts()]
+    assert stored[: len(acknowledged)] == acknowledged
+    assert len(stored) - len(acknowledged) in (0, 1)  # at most the add the kill interrupted
+    for ref in stored:
+        store.read(ref)  # every committed row has its complete object
+    store.close()
+
+
+# -- the command ----------------------------------------------------------------------------
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def root() -> None:
+        """A root with a callback keeps ``verify`` a named subcommand, as in auditor.cli."""
+
+    return app
+
+
+def test_cli_exit_code_is_ok_when_intact(run: tuple[Path, list[str]]) -> None:
+    result = CliRunner().invoke(cli(), ["verify", str(run[0])])
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "INTACT" in result.output
+    assert RUN_ID in result.output
+
+
+def test_cli_exit_code_is_fail_on_tampering_and_names_the_artifact(
+    run: tuple[Path, list[str]],
+) -> None:
+    run_dir, refs = run
+    (run_dir / object_path(refs[4].removeprefix("sha256:"))).unlink()
+    result = CliRunner().invoke(cli(), ["verify", str(run_dir)], env={"COLUMNS": "250"})
+    assert result.exit_code == ExitCode.FAIL
+    assert "NOT INTACT" in result.output
+    assert f"artifact #5 {refs[4]}" in result.output
+
+
+def test_cli_exit_code_is_cannot_run_for_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli(), ["verify", str(tmp_path)])
+    assert result.exit_code == ExitCode.CANNOT_RUN
+    assert "not a run" in result.output
+
+
+def test_problem_text_names_check_subject_and_message() -> None:
+    problem = Problem("object", "artifact #1 sha256:ab", "missing")
+    assert str(problem) == "[object] artifact #1 sha256:ab: missing"
