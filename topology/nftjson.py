@@ -199,9 +199,12 @@ def _payload_selector(protocol: str, name: str | None) -> Selector:
         ("ip6", "daddr"): Selector("daddr", _addr_parser(6), _FAMILY6),
         # Extension headers make nexthdr differ from the transport protocol; taken as equal.
         ("ip6", "nexthdr"): Selector("proto", _parse_protos, _FAMILY6),
-        ("icmp", "type"): Selector("icmp_type", _icmp_parser(ICMP_TYPES), {"proto": protos(1)}),
+        # nft adds "meta nfproto" to these dependencies (seen with --debug=netlink).
+        ("icmp", "type"): Selector(
+            "icmp_type", _icmp_parser(ICMP_TYPES), {"proto": protos(1), **_FAMILY4}
+        ),
         ("icmpv6", "type"): Selector(
-            "icmp_type", _icmp_parser(ICMPV6_TYPES), {"proto": protos(58)}
+            "icmp_type", _icmp_parser(ICMPV6_TYPES), {"proto": protos(58), **_FAMILY6}
         ),
     }
     port_protos = {"tcp": 6, "udp": 17, "sctp": 132, "dccp": 33, "udplite": 136}
@@ -687,7 +690,10 @@ def _render_match(body: dict[str, Any]) -> str:
     op = body.get("op", "==")
     left, right = render(body.get("left")), render(body.get("right"))
     if left.startswith("meta ") and left.split()[1] in ("iifname", "oifname", "iif", "oif"):
+        # Interface names are strings: nft shows them quoted.
         left = left.removeprefix("meta ")
+        raw = body.get("right")
+        right = f'"{raw}"' if isinstance(raw, str) and not raw.startswith("@") else right
     shown = {"==": " ", "in": " "}.get(op, f" {op} ")
     return f"{left}{shown}{right}"
 

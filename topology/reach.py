@@ -472,7 +472,7 @@ def _redirected(host: HostModel, segment: str | None, flow: Flow) -> Flow:
 
 
 def _default_space(space: PacketSpace | None) -> PacketSpace:
-    return space if space is not None else PacketSpace.new_connections()
+    return space if space is not None else PacketSpace.connection_attempts()
 
 
 def _any_dnat(topology: Topology) -> bool:
@@ -493,8 +493,8 @@ def reach(
 ) -> ReachResult:
     """Which new connections from ``source`` reach an address in ``destinations``.
 
-    ``space`` narrows the kind of connection (default: any protocol, any port, both
-    families, ct state new); the source addresses are always the host's own. A destination is
+    ``space`` narrows the kind of connection (default: CONTROLS.md's new connections, TCP,
+    UDP and ICMP echo, both families); the source addresses are always the host's own. A destination is
     reached when a packet is put on a segment where its destination address is on-link, or is
     accepted by the input hook of a host owning it; with ``to_input`` an on-link delivery to a
     host in the graph counts only once that host's input accepts it.

@@ -24,12 +24,17 @@ from topology.fields import (
     ICMP,
     ICMPV6,
     PORT_PROTOS,
+    TCP,
+    UDP,
     IntervalSet,
     NameSet,
     describe_ipset,
     describe_protos,
     family_universe,
 )
+
+_ECHO4 = IntervalSet.of(255, [8])
+_ECHO6 = IntervalSet.of(255, [128])
 
 #: The header fields of a cube, in the order constraints are applied when splitting.
 FIELDS = ("family", "proto", "saddr", "daddr", "sport", "dport", "iif", "oif", "ct", "icmp_type")
@@ -203,6 +208,20 @@ class PacketSpace:
         """The first packets of new connections: ct state new, the given protocols and ports."""
         constraint = Constraint({"ct": frozenset({"new"}), "proto": protocols, "dport": dports})
         return cls.everything(families).restrict(constraint)
+
+    @classmethod
+    def connection_attempts(cls, families: Iterable[int] = (4, 6)) -> PacketSpace:
+        """What CONTROLS.md calls a new connection: TCP, UDP, or an ICMP/ICMPv6 echo."""
+        new = frozenset({"new"})
+        transport = Constraint({"ct": new, "proto": IntervalSet.of(255, [TCP, UDP])})
+        echo4 = Constraint({"ct": new, "proto": IntervalSet.of(255, [ICMP]), "icmp_type": _ECHO4})
+        echo6 = Constraint({"ct": new, "proto": IntervalSet.of(255, [ICMPV6]), "icmp_type": _ECHO6})
+        everything = cls.everything(families)
+        return (
+            everything.restrict(transport)
+            .union(everything.where(family=frozenset({4})).restrict(echo4))
+            .union(everything.where(family=frozenset({6})).restrict(echo6))
+        )
 
     def __iter__(self) -> Iterator[Cube]:
         return iter(self.cubes)
