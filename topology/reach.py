@@ -252,7 +252,7 @@ class _Search:
                 piece = cube.with_fields(daddr=addresses)
                 by_entry.setdefault(id(entry), (entry, []))[1].append(flow.narrowed(piece))
         return [
-            (group, entry, (*hops, _route_hop(host.name, entry)))
+            (group, entry, (*hops, _route_hop(host.name, self._segment_of(host, entry), entry)))
             for entry, group in by_entry.values()
         ]
 
@@ -300,12 +300,14 @@ class _Search:
         """Delivered on a segment to the destination address itself."""
         prefix = self.topology.segment_addresses(segment)
         on_segment = _restrict(flows, Constraint({"daddr": prefix}))
-        link = Hop(host="", network=segment, direction="link", rule=f"delivered on {segment}")
+        sender = hops[-1].host if hops else ""
+        link = Hop(host=sender, network=segment, direction="link", rule=f"delivered on {segment}")
         if not self.to_input:
             self.reach((*hops, link), on_segment)
         for owner, addresses in self.topology.owners(segment, _daddrs(on_segment)):
             model = self.topology.hosts[owner]
-            if self.to_input or model.firewall.has_nat(Hook.PREROUTING) or not model.facts_known:
+            # Packets for a host end there, unless its prerouting may send them on (dnat).
+            if self.to_input or model.firewall.has_nat(Hook.PREROUTING):
                 owned = _restrict(on_segment, Constraint({"daddr": addresses}))
                 self.enqueue(owner, segment, owned, hops)
 
@@ -399,8 +401,8 @@ def _with_rules(hop: Hop, rules: _Rules) -> Hop:
     return hop.model_copy(update={"rule": text, "rule_ref": ref})
 
 
-def _route_hop(host: str, entry: RouteEntry) -> Hop:
-    return Hop(host=host, direction="route", rule=entry.describe())
+def _route_hop(host: str, segment: str | None, entry: RouteEntry) -> Hop:
+    return Hop(host=host, network=segment, direction="route", rule=entry.describe())
 
 
 def _unknown_interface(host: HostModel) -> str:
