@@ -12,19 +12,18 @@ from typing import TYPE_CHECKING
 
 from netaddr import IPAddress
 
-from auditor.inventory import Inventory, Zone
+from auditor.inventory import Inventory, Role, Zone
 from probes.base import Attempt
 from probes.facts import HostFacts
 
 if TYPE_CHECKING:
-    from topology.graph import Topology
-
     from policies.empirical import (
         DiscoveryObservation,
         EgressObservation,
         LinkObservation,
         ScanObservation,
     )
+    from topology.graph import Topology
 
 
 @dataclass
@@ -61,6 +60,19 @@ class AuditContext:
     def external_networks(self) -> list[str]:
         """Networks outside the certified area: the external zone and ordinary office LANs."""
         return self.inventory.networks_in(Zone.EXTERNAL, Zone.OFFICE)
+
+    def outside_parties(self, host: str) -> dict[str, set[str]]:
+        """Outside parties (other organisations) the host shares an external network or a
+        tunnel with: party -> the shared networks and tunnels. These are the host's
+        external links, over which it exchanges data with outside parties."""
+        mine = self.host_networks(host)
+        external = set(self.external_networks()) | set(self.inventory.tunnels)
+        shared: dict[str, set[str]] = {}
+        for party in self.inventory.hosts_with(Role.EXTERNAL_PARTY):
+            common = mine & self.host_networks(party) & external
+            if common:
+                shared[party] = common
+        return shared
 
     def host_networks(self, host: str) -> set[str]:
         """Networks (and tunnels) a host is attached to: collected addresses, else declared ones."""

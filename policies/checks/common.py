@@ -69,8 +69,7 @@ def subjects_of(ctx: AuditContext, control: Control) -> list[str]:
     if selector.organisation:
         return inventory.organisation_hosts()
     if selector.external_link:
-        external = set(ctx.external_networks())
-        return [h for h in inventory.organisation_hosts() if ctx.host_networks(h) & external]
+        return [h for h in inventory.organisation_hosts() if ctx.outside_parties(h)]
     raise ValueError(f"{control.id}: no subject selector")
 
 

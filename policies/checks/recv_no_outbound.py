@@ -1,0 +1,62 @@
+"""recv-no-outbound (第4号ニ(2)): the receiving server cannot send outward.
+
+Model: no new connection from the host, nor one it would forward for another host, reaches an
+external or office network. Probe: egress attempts from the host, with captures on every
+external network it touches, show nothing leaving. A pass needs both.
+"""
+
+from __future__ import annotations
+
+from auditor.findings import Finding, Judgement, Status
+from policies.checks.common import Outcome, combine, judge_each, missing_parts
+from policies.checks.paths import Side, empirical_egress, model_forwards_outward, model_outbound
+from policies.context import AuditContext
+from policies.model import Control
+
+
+def check(ctx: AuditContext, control: Control) -> list[Finding]:
+    return judge_each(ctx, control, lambda host: judge_outward(ctx, host, "受信用サーバ"))
+
+
+def merge_model(own: Side, forwarded: Side) -> Side:
+    """The host's own connections and those it forwards: the worse of the two verdicts."""
+    order = [Status.FAIL, Status.INCONCLUSIVE, Status.PASS]
+    worst = min((own, forwarded), key=lambda s: order.index(s.judgement.status))
+    detail = f"{own.judgement.detail}; {forwarded.judgement.detail}"
+    return Side(
+        Judgement(status=worst.judgement.status, detail=detail),
+        worst.path,
+        own.evidence + forwarded.evidence,
+    )
+
+
+def judge_outward(ctx: AuditContext, host: str, role_ja: str) -> Outcome:
+    model = merge_model(model_outbound(ctx, host), model_forwards_outward(ctx, host))
+    probe = empirical_egress(ctx, host)
+    status, disagreement = combine(model.judgement, probe.judgement)
+    evidence = model.evidence + probe.evidence
+    expected = "no new connection reaches an external or office network (model and probe)"
+    actual = f"model: {model.judgement.detail} | probe: {probe.judgement.detail}"
+    if status is Status.FAIL:
+        en = f"{host} can open connections toward the outside"
+        ja = f"{role_ja} {host} から外部への新規接続が可能である"
+    elif status is Status.PASS:
+        en = f"{host} cannot open any connection toward the outside"
+        ja = f"{role_ja} {host} から外部への新規接続はできない"
+    else:
+        reason = missing_parts(model.judgement, probe.judgement)
+        en = f"cannot decide whether {host} can send outward: {reason}"
+        ja = f"{role_ja} {host} の外部送信可否を判定できない: {reason}"
+    return Outcome(
+        status,
+        en,
+        ja,
+        expected=expected,
+        actual=actual,
+        reason=en if status is Status.INCONCLUSIVE else None,
+        model=model.judgement,
+        empirical=probe.judgement,
+        disagreement=disagreement,
+        path=model.path,
+        evidence=evidence,
+    )
