@@ -52,7 +52,7 @@ def test_jump_returns_and_goto_does_not() -> None:
     assert verdict(fw, Hook.INPUT, udp4("10.98.21.5", B, 53))[0] is ACCEPT
     assert verdict(fw, Hook.INPUT, udp4("10.98.21.5", "10.98.21.99", 53)) == (DROP, "policy drop")
     outcome = only(fw.decision_for(Hook.INPUT, udp4("10.98.21.5", B, 53)))
-    assert outcome.rule_ref == "inet jumps/deeper/" + outcome.rule_ref.rsplit("/", 1)[1]
+    assert (outcome.rule_ref or "").startswith("inet jumps/deeper/")
 
 
 def test_named_anonymous_and_concatenated_sets() -> None:

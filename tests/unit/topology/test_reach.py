@@ -5,7 +5,7 @@ from __future__ import annotations
 import lab_model as lab
 from netaddr import IPSet
 
-from probes.facts import HostFacts, Listener
+from probes.facts import HostFacts, Listener, Route
 from topology.fields import ports, protos
 from topology.graph import Topology
 from topology.reach import (
@@ -32,7 +32,7 @@ def build(*facts: HostFacts) -> Topology:
     return Topology.build(lab.inventory(extra), {f.host: f for f in facts})
 
 
-def to_carrier_in_gateway() -> list[lab.Route]:
+def to_carrier_in_gateway() -> list[Route]:
     return lab.default_routes("10.98.10.1", "fd98:0:0:10::1", "eth0")
 
 
