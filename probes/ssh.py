@@ -1,0 +1,535 @@
+"""An SSH session for auditing: strict host keys, bounded in time and size, allow-listed.
+
+Built directly on ``paramiko.Transport`` rather than ``SSHClient`` so that every safety
+property is explicit here rather than a default of the library:
+
+- the host key is checked against the inventory's known_hosts only (no ~/.ssh, no agent);
+  an unknown host or a changed key ends the connection before authentication, and nothing is
+  ever written back to any known_hosts file (the equivalent of ``RejectPolicy``, with the
+  presented and expected fingerprints in the error);
+- authentication is by the inventory's key only; the key and its path never appear in an
+  error, a log line or a result;
+- the TCP connect, the banner and key exchange, authentication and every command have their
+  own time limit, and a command that overruns is stopped (signal, then channel closed) with
+  what it had written kept;
+- a command's output is bounded; beyond the bound it is cut with a visible marker;
+- a command runs only if the session's allow-list permits that exact string; anything else is
+  refused before a byte is sent;
+- the scope hook is asked about the address before any packet goes to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import re
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from types import TracebackType
+
+import paramiko
+from paramiko.common import cMSG_CHANNEL_REQUEST
+from paramiko.message import Message
+
+from auditor.inventory import SshAccess
+from probes.base import ErrorReason
+from probes.parsers.hostkey import fingerprint_sha256
+
+#: Default bound on each output stream of a command.
+DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024
+#: How often a running command is polled for data, exit or timeout.
+_POLL_SECONDS = 0.05
+_READ_CHUNK = 65536
+
+ScopeCheck = Callable[[str], None]
+
+
+class SshError(Exception):
+    """A session step that failed, with the reason the rest of the auditor understands."""
+
+    def __init__(self, reason: ErrorReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+# -- the allow-list -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandTemplate:
+    """A family of commands: a fixed ``prefix`` followed by one argument that must match
+    ``argument`` entirely. Used for "cat each file of a listed folder", where the names are
+    only known on the host; the pattern admits no shell metacharacter."""
+
+    prefix: str
+    argument: re.Pattern[str]
+
+    def permits(self, command: str) -> bool:
+        if not command.startswith(self.prefix):
+            return False
+        return self.argument.fullmatch(command[len(self.prefix) :]) is not None
+
+    def render(self, argument: str) -> str:
+        command = self.prefix + argument
+        if not self.permits(command):
+            raise SshError(ErrorReason.NOT_PERMITTED, f"{argument!r} is not a permitted argument")
+        return command
+
+
+#: File names the templates may substitute: no slash, no leading dot or dash, no shell syntax.
+SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+@-]{0,127}")
+
+
+class AllowList:
+    """The exact commands one probe may run (and its templates)."""
+
+    def __init__(self, exact: Iterable[str], templates: Iterable[CommandTemplate] = ()) -> None:
+        self.exact = frozenset(exact)
+        self.templates = tuple(templates)
+
+    def permits(self, command: str) -> bool:
+        return command in self.exact or any(t.permits(command) for t in self.templates)
+
+    def check(self, command: str, where: str) -> None:
+        if not self.permits(command):
+            raise SshError(
+                ErrorReason.NOT_PERMITTED,
+                f"{where}: command not in the allow-list, not sent: {command[:200]!r}",
+            )
+
+
+# -- results --------------------------------------------------------------------------------
+
+
+class CommandEnd(StrEnum):
+    EXITED = "exited"  #: ended by itself with an exit status
+    TIMED_OUT = "timed-out"  #: stopped by us at the time limit
+    TRUNCATED = "truncated"  #: stopped by us at the output bound
+    LOST = "lost"  #: the channel closed without an exit status (signal, dropped connection)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command: str
+    stdout: bytes
+    stderr: bytes
+    end: CommandEnd
+    exit_status: int | None  #: set when ``end`` is EXITED
+    started: datetime
+    finished: datetime
+
+    @property
+    def succeeded(self) -> bool:
+        return self.end is CommandEnd.EXITED and self.exit_status == 0
+
+    def text(self) -> str:
+        return self.stdout.decode("utf-8", errors="replace")
+
+    def stderr_text(self) -> str:
+        return self.stderr.decode("utf-8", errors="replace")
+
+
+class _BoundedBuffer:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self.overflowed = False
+
+    def feed(self, chunk: bytes) -> None:
+        room = self.limit - len(self.data)
+        if len(chunk) > room:
+            self.data += chunk[: max(room, 0)]
+            self.overflowed = True
+        else:
+            self.data += chunk
+
+    def value(self) -> bytes:
+        if self.overflowed:
+            return bytes(self.data) + truncation_marker(self.limit)
+        return bytes(self.data)
+
+
+def truncation_marker(limit: int) -> bytes:
+    return f"\n[auditor: output truncated after {limit} bytes]\n".encode()
+
+
+# -- the session ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float  #: TCP connect
+    handshake: float  #: banner and key exchange
+    auth: float
+    command: float
+
+    @classmethod
+    def from_access(cls, access: SshAccess) -> Timeouts:
+        return cls(
+            connect=access.connect_timeout,
+            handshake=access.connect_timeout,
+            auth=access.connect_timeout,
+            command=access.command_timeout,
+        )
+
+
+class AuditSession:
+    """One authenticated SSH connection to one host, for one probe.
+
+    ``host`` is the inventory name, ``address`` the address to connect to. Use as a context
+    manager, or call ``connect`` and ``close``. Every failure is an ``SshError``.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        address: str,
+        access: SshAccess,
+        allow_list: AllowList,
+        check_target: ScopeCheck,
+        *,
+        timeouts: Timeouts | None = None,
+        max_output: int = DEFAULT_MAX_OUTPUT,
+    ) -> None:
+        self.host = host
+        self.address = address
+        self.port = access.port
+        self.allow_list = allow_list
+        self._user = access.user
+        self._key_path = access.key
+        self._known_hosts = access.known_hosts
+        self._check_target = check_target
+        self.timeouts = timeouts or Timeouts.from_access(access)
+        self.max_output = max_output
+        self._transport: paramiko.Transport | None = None
+        self.host_key: paramiko.PKey | None = None
+
+    @property
+    def where(self) -> str:
+        shown = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{self.host} ({shown}:{self.port})"
+
+    def __enter__(self) -> AuditSession:
+        self.connect()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- connecting ------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Scope check, TCP, key exchange, host key check, key authentication."""
+        self._ask_scope()
+        key = self._load_client_key()
+        known = self._known_keys()
+        sock = self._open_socket()
+        transport = paramiko.Transport(sock)
+        self._transport = transport
+        try:
+            self._prefer_known_key_types(transport, known)
+            self._handshake(transport)
+            self.host_key = transport.get_remote_server_key()
+            self._verify_host_key(self.host_key, known)
+            self._authenticate(transport, key)
+        except BaseException:
+            self.close()
+            raise
+
+    def _ask_scope(self) -> None:
+        try:
+            self._check_target(self.address)
+        except Exception as exc:
+            raise SshError(
+                ErrorReason.OUT_OF_SCOPE, f"{self.where}: refused by the scope guard: {exc}"
+            ) from None
+
+    def _load_client_key(self) -> paramiko.PKey:
+        # Errors name the file but never its content; paramiko's messages may quote neither.
+        try:
+            return paramiko.PKey.from_path(self._key_path)
+        except paramiko.PasswordRequiredException:
+            raise SshError(
+                ErrorReason.INTERNAL,
+                f"{self.where}: the auditor's key {self._key_path} is encrypted; "
+                "an unencrypted key readable by the auditor is needed",
+            ) from None
+        except (OSError, paramiko.SSHException, ValueError) as exc:
+            raise SshError(
+                ErrorReason.INTERNAL,
+                f"{self.where}: cannot load the auditor's key {self._key_path}: "
+                f"{type(exc).__name__}",
+            ) from None
+
+    def _known_keys(self) -> dict[str, paramiko.PKey]:
+        try:
+            host_keys = paramiko.HostKeys(str(self._known_hosts))
+        except (OSError, paramiko.SSHException) as exc:
+            raise SshError(
+                ErrorReason.INTERNAL,
+                f"{self.where}: cannot read known_hosts {self._known_hosts}: {exc}",
+            ) from None
+        found: dict[str, paramiko.PKey] = {}
+        for name in _known_hosts_names(self.address, self.port):
+            entry = host_keys.lookup(name)
+            if entry is not None:
+                found.update({key_type: entry[key_type] for key_type in entry})
+        return found
+
+    def _open_socket(self) -> socket.socket:
+        try:
+            return socket.create_connection(
+                (self.address, self.port), timeout=self.timeouts.connect
+            )
+        except TimeoutError:
+            raise SshError(
+                ErrorReason.UNREACHABLE,
+                f"{self.where}: no TCP connection within {self.timeouts.connect:g}s",
+            ) from None
+        except ConnectionRefusedError:
+            raise SshError(
+                ErrorReason.UNREACHABLE, f"{self.where}: connection refused (no SSH server)"
+            ) from None
+        except OSError as exc:
+            reason = exc.strerror or (errno.errorcode.get(exc.errno or 0) or type(exc).__name__)
+            raise SshError(ErrorReason.UNREACHABLE, f"{self.where}: {reason}") from None
+
+    @staticmethod
+    def _prefer_known_key_types(
+        transport: paramiko.Transport, known: dict[str, paramiko.PKey]
+    ) -> None:
+        # Ask the server for a key type we know for this host first, as OpenSSH does; the
+        # server may otherwise present another type, which would look like a changed key.
+        if not known:
+            return
+        options = transport.get_security_options()
+        wanted = [t for t in _algorithms_for(known) if t in options.key_types]
+        options.key_types = wanted + [t for t in options.key_types if t not in wanted]
+
+    def _handshake(self, transport: paramiko.Transport) -> None:
+        budget = self.timeouts.handshake
+        # Our own wait below decides the timeout; the transport's banner limit only makes
+        # sure its thread does not outlive the session for long.
+        transport.banner_timeout = budget + 1
+        done = threading.Event()
+        try:
+            transport.start_client(event=done)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SshError(ErrorReason.UNREACHABLE, f"{self.where}: {exc}") from None
+        # start_client with an event returns at once; the wait is ours, so it is bounded.
+        finished = done.wait(budget)
+        if not finished:
+            raise SshError(
+                ErrorReason.TIMEOUT,
+                f"{self.where}: no SSH banner and key exchange within {budget:g}s",
+            )
+        if not transport.is_active():
+            failure = transport.get_exception()
+            raise SshError(
+                ErrorReason.UNREACHABLE,
+                f"{self.where}: SSH negotiation failed: {failure or 'connection closed'}",
+            )
+
+    def _verify_host_key(self, presented: paramiko.PKey, known: dict[str, paramiko.PKey]) -> None:
+        shown = fingerprint_sha256(presented.asbytes())
+        if not known:
+            raise SshError(
+                ErrorReason.HOST_KEY_UNKNOWN,
+                f"{self.where}: host not in known_hosts {self._known_hosts}; presented "
+                f"{presented.get_name()} {shown}; refused (keys are never accepted on first use)",
+            )
+        if any(presented.asbytes() == key.asbytes() for key in known.values()):
+            return
+        expected = ", ".join(
+            f"{key.get_name()} {fingerprint_sha256(key.asbytes())}" for key in known.values()
+        )
+        raise SshError(
+            ErrorReason.HOST_KEY_MISMATCH,
+            f"{self.where}: HOST KEY CHANGED: presented {presented.get_name()} {shown}, "
+            f"known_hosts has {expected}; refused",
+        )
+
+    def _authenticate(self, transport: paramiko.Transport, key: paramiko.PKey) -> None:
+        transport.auth_timeout = self.timeouts.auth
+        try:
+            transport.auth_publickey(self._user, key)
+        except paramiko.AuthenticationException as exc:
+            if "timeout" in str(exc).lower():
+                raise SshError(
+                    ErrorReason.TIMEOUT,
+                    f"{self.where}: no authentication answer within {self.timeouts.auth:g}s",
+                ) from None
+            raise SshError(
+                ErrorReason.AUTH_FAILED,
+                f"{self.where}: key authentication as {self._user!r} refused",
+            ) from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SshError(
+                ErrorReason.UNREACHABLE, f"{self.where}: connection lost during login: {exc}"
+            ) from None
+        if not transport.is_authenticated():
+            raise SshError(
+                ErrorReason.AUTH_FAILED,
+                f"{self.where}: key authentication as {self._user!r} refused",
+            )
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    # -- running commands ------------------------------------------------------------------
+
+    @property
+    def host_key_line(self) -> str | None:
+        """The presented (and verified) host key as an OpenSSH public key line."""
+        if self.host_key is None:
+            return None
+        return f"{self.host_key.get_name()} {self.host_key.get_base64()}"
+
+    def run(
+        self, command: str, *, timeout: float | None = None, max_output: int | None = None
+    ) -> CommandResult:
+        """Run one allow-listed command; return its outputs and how it ended.
+
+        Raises SshError: NOT_PERMITTED (nothing sent), UNREACHABLE (no usable connection),
+        COMMAND_FAILED (the server refused to start it).
+        """
+        self.allow_list.check(command, self.where)
+        transport = self._transport
+        if transport is None or not transport.is_active():
+            raise SshError(ErrorReason.UNREACHABLE, f"{self.where}: not connected")
+        limit = self.timeouts.command if timeout is None else timeout
+        bound = self.max_output if max_output is None else max_output
+        started = _now()
+        channel = self._open_channel(transport, command)
+        try:
+            return self._collect(channel, command, started, limit, bound)
+        finally:
+            channel.close()
+
+    def _open_channel(self, transport: paramiko.Transport, command: str) -> paramiko.Channel:
+        try:
+            channel = transport.open_session(timeout=self.timeouts.connect)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SshError(
+                ErrorReason.UNREACHABLE, f"{self.where}: cannot open a channel: {exc}"
+            ) from None
+        try:
+            channel.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            channel.close()
+            raise SshError(
+                ErrorReason.COMMAND_FAILED, f"{self.where}: server refused to run it: {exc}"
+            ) from None
+        return channel
+
+    def _collect(
+        self, channel: paramiko.Channel, command: str, started: datetime, limit: float, bound: int
+    ) -> CommandResult:
+        stdout, stderr = _BoundedBuffer(bound), _BoundedBuffer(bound)
+        deadline = time.monotonic() + limit
+        end = CommandEnd.EXITED
+        while True:
+            _drain(channel, stdout, stderr)
+            if stdout.overflowed or stderr.overflowed:
+                end = CommandEnd.TRUNCATED
+                break
+            if _finished(channel):
+                _drain(channel, stdout, stderr)
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                end = CommandEnd.TIMED_OUT
+                break
+            select.select([channel], [], [], min(_POLL_SECONDS, remaining))
+        if end is not CommandEnd.EXITED:
+            _stop(channel)
+        elif not channel.exit_status_ready():
+            end = CommandEnd.LOST
+        return CommandResult(
+            command=command,
+            stdout=stdout.value(),
+            stderr=stderr.value(),
+            end=end,
+            exit_status=channel.exit_status if end is CommandEnd.EXITED else None,
+            started=started,
+            finished=_now(),
+        )
+
+
+def _drain(channel: paramiko.Channel, stdout: _BoundedBuffer, stderr: _BoundedBuffer) -> None:
+    while channel.recv_ready() and not stdout.overflowed:
+        stdout.feed(channel.recv(_READ_CHUNK))
+    while channel.recv_stderr_ready() and not stderr.overflowed:
+        stderr.feed(channel.recv_stderr(_READ_CHUNK))
+
+
+def _finished(channel: paramiko.Channel) -> bool:
+    # OpenSSH sends EOF (after all data, both streams) then the exit status, then closes; a
+    # channel may also just close (killed by a signal, connection dropped).
+    if channel.closed:
+        return True
+    return bool(channel.eof_received and channel.exit_status_ready())
+
+
+def _stop(channel: paramiko.Channel) -> None:
+    """Ask the server to kill the command (RFC 4254 6.9, honoured by OpenSSH ≥ 7.9 for the
+    session's process group when it may signal it), then close the channel, which also ends a
+    command that writes more. Best effort: the channel is closed either way."""
+    if not channel.closed and channel.transport is not None:
+        message = Message()
+        message.add_byte(cMSG_CHANNEL_REQUEST)
+        message.add_int(channel.remote_chanid)
+        message.add_string("signal")
+        message.add_boolean(False)
+        message.add_string("KILL")
+        # paramiko has no public call for the "signal" request; this is how its own requests
+        # (exec, pty) are sent.
+        send = channel.transport._send_user_message  # type: ignore[attr-defined]
+        with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
+            send(message)
+    channel.close()
+
+
+def _known_hosts_names(address: str, port: int) -> list[str]:
+    """The names known_hosts may list this address under: as given and canonical, bracketed
+    with the port when it is not 22 (as ssh writes them)."""
+    names = [address]
+    try:
+        canonical = str(ipaddress.ip_address(address))
+    except ValueError:
+        canonical = address
+    if canonical != address:
+        names.append(canonical)
+    if port != 22:
+        names = [f"[{n}]:{port}" for n in names]
+    return names
+
+
+def _algorithms_for(known: dict[str, paramiko.PKey]) -> list[str]:
+    algorithms: list[str] = []
+    for key_type in known:
+        if key_type == "ssh-rsa":
+            # An RSA host key is negotiated under its SHA-2 signature names.
+            algorithms += ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
+        else:
+            algorithms.append(key_type)
+    return algorithms
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,205 @@
+"""The audit SSH session against real OpenSSH servers on loopback."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from ssh_fixtures import (
+    TEST_USER,
+    SilentServer,
+    Sshd,
+    allow_all,
+    eventually,
+    free_port,
+    keygen,
+    needs_sshd,
+    process_running,
+    silent_server,
+    sshd,
+)
+
+from probes.base import ErrorReason
+from probes.parsers import parse_host_key
+from probes.ssh import AllowList, AuditSession, CommandEnd, SshError, truncation_marker
+
+pytestmark = needs_sshd
+__all__ = ["silent_server", "sshd"]  # fixtures used by name
+
+HANG = "echo started; sleep 31.7"
+ALLOWED = AllowList(
+    [
+        "cat /etc/machine-id",
+        "id -un",
+        "cat /nonexistent-file",
+        HANG,
+        "head -c 100000 /dev/zero",
+    ]
+)
+
+
+def session(server: Sshd, user: str = "root", **access: float | int | Path) -> AuditSession:
+    return AuditSession("loop", "127.0.0.1", server.access(user, **access), ALLOWED, allow_all)
+
+
+def connect_error(audit: AuditSession) -> SshError:
+    with pytest.raises(SshError) as caught:
+        audit.connect()
+    audit.close()
+    return caught.value
+
+
+def test_runs_an_allowed_command_and_verifies_the_host_key(sshd: Sshd) -> None:
+    with session(sshd) as audit:
+        result = audit.run("cat /etc/machine-id")
+        assert result.succeeded
+        assert result.text() == Path("/etc/machine-id").read_text()
+        assert result.started <= result.finished
+        # The key the server presented is the one known_hosts has.
+        presented = parse_host_key(audit.host_key_line or "")
+        assert presented == parse_host_key(sshd.host_key_pub.read_text())
+
+
+def test_logs_in_as_an_unprivileged_user(sshd: Sshd) -> None:
+    with session(sshd, TEST_USER) as audit:
+        assert audit.run("id -un").text().strip() == TEST_USER
+
+
+def test_failing_command_keeps_exit_status_and_stderr(sshd: Sshd) -> None:
+    with session(sshd) as audit:
+        result = audit.run("cat /nonexistent-file")
+    assert (result.end, result.exit_status, result.succeeded) == (CommandEnd.EXITED, 1, False)
+    assert b"No such file or directory" in result.stderr
+
+
+def test_unknown_host_is_refused_and_known_hosts_stays_untouched(
+    sshd: Sshd, tmp_path: Path
+) -> None:
+    known_hosts = tmp_path / "known_hosts"
+    other = sshd.known_hosts.read_text().replace(f"[127.0.0.1]:{sshd.port}", "[127.0.0.2]:22")
+    known_hosts.write_text(other)
+    error = connect_error(session(sshd, known_hosts=known_hosts))
+    assert error.reason is ErrorReason.HOST_KEY_UNKNOWN
+    assert "loop (127.0.0.1:" in error.message
+    assert parse_host_key(sshd.host_key_pub.read_text()).fingerprint in error.message
+    assert known_hosts.read_text() == other
+
+
+def test_changed_host_key_is_refused_with_both_fingerprints(sshd: Sshd, tmp_path: Path) -> None:
+    keygen(tmp_path / "impostor")
+    impostor = (tmp_path / "impostor.pub").read_text().split()
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {impostor[0]} {impostor[1]}\n")
+    error = connect_error(session(sshd, known_hosts=known_hosts))
+    assert error.reason is ErrorReason.HOST_KEY_MISMATCH
+    presented = parse_host_key(sshd.host_key_pub.read_text()).fingerprint
+    expected = parse_host_key((tmp_path / "impostor.pub").read_text()).fingerprint
+    assert presented in error.message
+    assert expected in error.message
+
+
+def test_wrong_client_key_is_auth_failed(sshd: Sshd, tmp_path: Path) -> None:
+    keygen(tmp_path / "stranger")
+    error = connect_error(session(sshd, key=tmp_path / "stranger"))
+    assert error.reason is ErrorReason.AUTH_FAILED
+    assert "root" in error.message
+    # The error names neither the key's content nor its file.
+    assert "stranger" not in error.message
+    assert (tmp_path / "stranger").read_text().splitlines()[1] not in error.message
+
+
+def test_closed_port_is_unreachable(sshd: Sshd) -> None:
+    error = connect_error(session(sshd, port=free_port()))
+    assert error.reason is ErrorReason.UNREACHABLE
+    assert "refused" in error.message
+
+
+def test_silent_server_times_out_instead_of_hanging(
+    sshd: Sshd, silent_server: SilentServer
+) -> None:
+    began = time.monotonic()
+    error = connect_error(session(sshd, port=silent_server.port, connect_timeout=1.0))
+    assert error.reason is ErrorReason.TIMEOUT
+    assert time.monotonic() - began < 5
+    assert silent_server.accepted == 1
+
+
+def test_hung_command_is_stopped_at_its_timeout_with_output_kept(sshd: Sshd) -> None:
+    # As an unprivileged user, like the real auditor account: OpenSSH honours the "signal"
+    # request for such sessions (it refuses it for root logins).
+    with session(sshd, TEST_USER, command_timeout=1.5) as audit:
+        began = time.monotonic()
+        result = audit.run(HANG)
+        elapsed = time.monotonic() - began
+        # The session is still usable afterwards.
+        assert audit.run("id -un").succeeded
+    assert result.end is CommandEnd.TIMED_OUT
+    assert result.exit_status is None
+    assert result.stdout == b"started\n"
+    assert 1.4 < elapsed < 4
+    # The remote command was really ended, not just abandoned.
+    assert eventually(lambda: not process_running("sleep 31.7"), within=5)
+
+
+def test_output_beyond_the_bound_is_cut_with_a_marker(sshd: Sshd) -> None:
+    with session(sshd) as audit:
+        result = audit.run("head -c 100000 /dev/zero", max_output=1000)
+    assert result.end is CommandEnd.TRUNCATED
+    assert result.stdout == b"\0" * 1000 + truncation_marker(1000)
+
+
+def test_command_outside_the_allow_list_is_refused_before_anything_is_sent(
+    sshd: Sshd,
+) -> None:
+    audit = session(sshd)
+    # Not even connected: the refusal comes from the allow-list, not from the network.
+    with pytest.raises(SshError) as unconnected:
+        audit.run("touch /tmp/auditor-must-not-exist")
+    assert unconnected.value.reason is ErrorReason.NOT_PERMITTED
+    with audit:
+        for command in ("touch /tmp/auditor-must-not-exist", "id -un; touch /tmp/x", "id  -un"):
+            with pytest.raises(SshError) as caught:
+                audit.run(command)
+            assert caught.value.reason is ErrorReason.NOT_PERMITTED
+    assert not Path("/tmp/auditor-must-not-exist").exists()
+
+
+def test_scope_hook_refuses_before_any_packet(silent_server: SilentServer, sshd: Sshd) -> None:
+    def refuse(address: str) -> None:
+        raise ValueError(f"{address} is outside the authorized scope")
+
+    audit = AuditSession("loop", "127.0.0.1", sshd.access(port=silent_server.port), ALLOWED, refuse)
+    error = connect_error(audit)
+    assert error.reason is ErrorReason.OUT_OF_SCOPE
+    assert "outside the authorized scope" in error.message
+    time.sleep(0.2)
+    assert silent_server.accepted == 0
+
+
+def test_system_ssh_client_agrees_on_the_known_hosts_format(sshd: Sshd) -> None:
+    # The known_hosts we write is the one OpenSSH's own client accepts with strict checking.
+    completed = subprocess.run(
+        [
+            "ssh",
+            "-p",
+            str(sshd.port),
+            "-i",
+            str(sshd.client_key),
+            "-o",
+            f"UserKnownHostsFile={sshd.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "root@127.0.0.1",
+            "true",
+        ],
+        capture_output=True,
+        timeout=20,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
