@@ -46,28 +46,41 @@ class LocatedDocument:
         return str(self.path)
 
 
-def _construct(node: yaml.Node, loc: Loc, positions: dict[Loc, tuple[int, int]]) -> Any:
+# Aliases are expanded in place; a file that expands to more values than any hand-written
+# file could hold ("billion laughs") is refused instead of exhausting memory.
+_MAX_VALUES = 100_000
+
+
+def _construct(
+    node: yaml.Node,
+    loc: Loc,
+    positions: dict[Loc, tuple[int, int]],
+    enclosing: frozenset[int] = frozenset(),
+) -> Any:
+    if id(node) in enclosing:
+        raise _DuplicateKeyError(node, "an alias refers to a value that contains it")
+    if len(positions) > _MAX_VALUES:
+        raise _DuplicateKeyError(node, f"aliases expand to more than {_MAX_VALUES} values")
     positions[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    inner = enclosing | {id(node)}
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = _scalar(key_node)
             if key in result:
-                line = key_node.start_mark.line + 1
-                raise _DuplicateKeyError(f"line {line}: duplicate key {key!r}")
-            result[key] = _construct(value_node, (*loc, key), positions)
+                raise _DuplicateKeyError(key_node, f"duplicate key {key!r}")
+            result[key] = _construct(value_node, (*loc, key), positions, inner)
             # A key's own position is more useful than its value's for "unknown key" errors.
             positions[(*loc, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, (*loc, i), positions) for i, item in enumerate(node.value)]
+        return [_construct(item, (*loc, i), positions, inner) for i, item in enumerate(node.value)]
     return _scalar(node)
 
 
 def _scalar(node: yaml.Node) -> Any:
     if not isinstance(node, yaml.ScalarNode):
-        line = node.start_mark.line + 1
-        raise _DuplicateKeyError(f"line {line}: a mapping key must be a plain value")
+        raise _DuplicateKeyError(node, "a mapping key must be a plain value")
     loader = yaml.SafeLoader("")
     try:
         return loader.construct_object(node, deep=True)
@@ -76,7 +89,12 @@ def _scalar(node: yaml.Node) -> Any:
 
 
 class _DuplicateKeyError(Exception):
-    pass
+    """A structural problem PyYAML accepts but an inventory must not have, at a node."""
+
+    def __init__(self, node: yaml.Node, message: str) -> None:
+        self.line = node.start_mark.line + 1
+        self.column = node.start_mark.column + 1
+        super().__init__(message)
 
 
 def load_located(path: Path) -> LocatedDocument:
@@ -95,15 +113,20 @@ def load_located(path: Path) -> LocatedDocument:
         raise SourceError(path, [f"{where}: invalid YAML: {exc.problem}"]) from exc
     except yaml.YAMLError as exc:
         raise SourceError(path, [f"{path}: invalid YAML: {exc}"]) from exc
+    except RecursionError as exc:  # PyYAML's parser recurses once per nesting level
+        raise SourceError(path, [f"{path}: invalid YAML: nested too deeply"]) from exc
     if node is None:
         raise SourceError(path, [f"{path}: the file is empty"])
     positions: dict[Loc, tuple[int, int]] = {}
     try:
         data = _construct(node, (), positions)
     except _DuplicateKeyError as exc:
-        raise SourceError(path, [f"{path}: {exc}"]) from exc
+        # Same file:line:col form as every other error, so editors can jump to it.
+        raise SourceError(path, [f"{path}:{exc.line}:{exc.column}: {exc}"]) from exc
     except yaml.YAMLError as exc:
         raise SourceError(path, [f"{path}: invalid YAML value: {exc}"]) from exc
+    except RecursionError as exc:
+        raise SourceError(path, [f"{path}: invalid YAML: nested too deeply"]) from exc
     return LocatedDocument(path=path, data=data, positions=positions)
 
 
