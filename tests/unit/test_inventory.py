@@ -325,3 +325,12 @@ def test_a_valid_inventory_with_any_value_swapped_loads_or_raises_source_error(
         load_inventory(path)
     except SourceError as error:
         assert all(problem.startswith(str(path)) for problem in error.problems)
+
+
+def test_the_annotated_example_in_the_docs_loads(tmp_path: Path) -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "inventory.md").read_text()
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "inventory.yaml"
+    path.write_text(example)
+    inventory = load_inventory(path)
+    assert inventory.hosts["recv-srv"].services[1].sources == ["wg-in", "line-recv"]
