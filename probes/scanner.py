@@ -1,0 +1,611 @@
+"""Port scans with nmap, from this machine (LOCAL) or from an SSH vantage host (REMOTE).
+
+What it sends: TCP SYN probes to every port (``-sS -p-``) and UDP probes to a short list of
+common ports (``-sU``), without host discovery (``-Pn``) or DNS (``-n``), to the given target
+addresses only, each checked against the authorized scope before nmap starts.
+
+Why the runs are ours and not ``PortScanner.scan``: python-nmap's ``scan`` throws away the
+partial XML, the stderr and the exit status when nmap is killed or fails, and does not reap a
+killed process. We need all three (a killed scan is a TIMEOUT attempt whose partial output is
+evidence), so nmap is run by ``netlocal.run_tool`` (or ``run_remote``) and only the parsing is
+python-nmap's ``analyse_nmap_xml_scan``, supplemented where it is silent (a host that reached
+``--host-timeout``, ``extraports`` counts).
+"""
+
+from __future__ import annotations
+
+import shlex
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+import nmap
+from netaddr import IPAddress
+
+from probes.base import Attempt, ErrorReason
+from probes.netlocal import (
+    CheckTarget,
+    RunRemote,
+    ToolMissingError,
+    interface_holding,
+    ip_version,
+    now,
+    require_tool,
+    run_tool,
+)
+from probes.sink import EvidenceSink
+
+PROBE = "network-scan"
+NMAP_XML = "application/xml"
+
+#: UDP ports worth a probe on these networks: name services, time, management, the tunnels.
+DEFAULT_UDP_PORTS: tuple[int, ...] = (
+    53, 67, 69, 111, 123, 137, 161, 500, 514, 1194, 1900, 4500, 5353, 51820,
+)  # fmt: skip
+
+Proto = Literal["tcp", "udp"]
+
+
+class Vantage(StrEnum):
+    LOCAL = "local"  #: this machine, from its own address on the target's network
+    REMOTE = "remote"  #: an SSH host (an outside vantage point such as inet-canary)
+
+
+class PortState(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+    FILTERED = "filtered"
+    OPEN_FILTERED = "open|filtered"
+    CLOSED_FILTERED = "closed|filtered"
+    UNFILTERED = "unfiltered"
+
+
+@dataclass(frozen=True)
+class PortResult:
+    proto: Proto
+    port: int
+    state: PortState
+    service: str  #: nmap's name for the port from its services table ("ssh", "domain")
+    reason: str  #: why nmap decided: "syn-ack", "reset", "udp-response", "no-response", ...
+
+
+@dataclass(frozen=True)
+class OtherPorts:
+    """Ports nmap folded into one line (``<extraports>``): all in the same state."""
+
+    proto: Proto
+    state: PortState
+    count: int
+
+
+@dataclass(frozen=True)
+class HostScan:
+    address: str
+    vantage: Vantage
+    vantage_host: str | None  #: the SSH host for REMOTE; None for this machine
+    source: str | None  #: this machine's address nmap sent from (LOCAL)
+    status: str  #: nmap's host state ("up" with -Pn unless it timed out)
+    protocols: tuple[Proto, ...]  #: what was scanned
+    ports: tuple[PortResult, ...]  #: ports nmap listed one by one
+    other_ports: tuple[OtherPorts, ...] = ()
+
+    def open_ports(self, proto: Proto) -> list[int]:
+        """Ports in state ``open`` only (``open|filtered`` is not a proof of a listener)."""
+        return sorted(p.port for p in self.ports if p.proto == proto and p.state is PortState.OPEN)
+
+    def state_of(self, proto: Proto, port: int) -> PortState | None:
+        for result in self.ports:
+            if result.proto == proto and result.port == port:
+                return result.state
+        return None
+
+
+@dataclass(frozen=True)
+class ScanProfile:
+    """Bounds and timing. The defaults suit a LAN segment with a handful of hosts."""
+
+    tcp_ports: str = "1-65535"
+    udp_ports: tuple[int, ...] = DEFAULT_UDP_PORTS
+    timing: int = 4  #: -T4: LAN-appropriate timeouts
+    max_retries: int = 2
+    #: TCP only: keeps a fully filtered host from stretching an all-port scan to many minutes.
+    #: Not for UDP, where Linux rate-limits ICMP unreachables and a forced rate would turn
+    #: closed ports into open|filtered.
+    tcp_min_rate: int = 1000
+    host_timeout: float = 600.0  #: nmap's own per-host bound (--host-timeout)
+    process_timeout: float = 900.0  #: our hard bound on the whole nmap process
+
+
+class NmapParseError(ValueError):
+    """nmap's output is not a complete nmap XML document."""
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParsedHost:
+    address: str
+    status: str
+    timed_out: bool
+    ports: tuple[PortResult, ...]
+    other_ports: tuple[OtherPorts, ...]
+
+
+@dataclass(frozen=True)
+class ParsedScan:
+    nmap_version: str | None
+    args: str | None
+    exit: str  #: "success" or "error" (runstats/finished/@exit)
+    error_message: str
+    hosts: dict[str, ParsedHost] = field(default_factory=dict)  #: by normalized address
+
+
+def normalize_address(address: str) -> str:
+    return str(IPAddress(address))
+
+
+def _xml_analyser() -> Any:
+    # PortScanner() runs ``nmap -V`` in its constructor; parsing recorded or remote output
+    # must not need a local nmap, and analyse_nmap_xml_scan uses no state the constructor sets
+    # beyond the attributes assigned here.
+    analyser = nmap.PortScanner.__new__(nmap.PortScanner)
+    analyser._nmap_last_output = ""
+    analyser._scan_result = {}
+    return analyser
+
+
+def parse_nmap_xml(xml: bytes) -> ParsedScan:
+    """Parse one nmap ``-oX`` document; NmapParseError when it is not complete and valid."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise NmapParseError(f"not XML (truncated or garbage): {exc}") from exc
+    finished = root.find("runstats/finished")
+    if root.tag != "nmaprun" or finished is None or root.find("runstats/hosts") is None:
+        # A killed nmap leaves no runstats; nothing after the last host can be trusted.
+        raise NmapParseError("not a complete nmap run (no <runstats>)")
+    try:
+        table = _xml_analyser().analyse_nmap_xml_scan(nmap_xml_output=xml)
+    except Exception as exc:  # python-nmap raises many kinds on odd input
+        raise NmapParseError(f"python-nmap could not read it: {exc!r}") from exc
+    hosts = {}
+    for element in root.findall("host"):
+        parsed = _parse_host(element, table.get("scan", {}))
+        hosts[parsed.address] = parsed
+    return ParsedScan(
+        nmap_version=root.get("version"),
+        args=root.get("args"),
+        exit=finished.get("exit", "success"),
+        error_message=finished.get("errormsg", ""),
+        hosts=hosts,
+    )
+
+
+def _host_key(element: ET.Element) -> tuple[str, str]:
+    """(the key python-nmap files the host under, its IP address)."""
+    addresses = {a.get("addrtype", ""): a.get("addr", "") for a in element.findall("address")}
+    ip = addresses.get("ipv4") or addresses.get("ipv6") or ""
+    if not ip:
+        raise NmapParseError("a <host> without an IP address")
+    first = element.find("address")
+    key = addresses.get("ipv4") or (first.get("addr", "") if first is not None else "") or ""
+    return key, ip
+
+
+def _parse_host(element: ET.Element, table: dict[str, Any]) -> ParsedHost:
+    key, ip = _host_key(element)
+    entry = table.get(key, {})
+    ports: list[PortResult] = []
+    for proto in ("tcp", "udp"):
+        for port, info in sorted(entry.get(proto, {}).items()):
+            ports.append(_port_result(proto, int(port), info))
+    status = element.find("status")
+    return ParsedHost(
+        address=normalize_address(ip),
+        status=status.get("state", "unknown") if status is not None else "unknown",
+        timed_out=element.get("timedout") == "true",
+        ports=tuple(ports),
+        other_ports=tuple(_other_ports(element)),
+    )
+
+
+def _port_result(proto: str, port: int, info: dict[str, Any]) -> PortResult:
+    try:
+        state = PortState(str(info.get("state")))
+    except ValueError as exc:
+        raise NmapParseError(f"{proto}/{port}: unknown state {info.get('state')!r}") from exc
+    return PortResult(
+        proto="tcp" if proto == "tcp" else "udp",
+        port=port,
+        state=state,
+        service=str(info.get("name") or ""),
+        reason=str(info.get("reason") or ""),
+    )
+
+
+def _other_ports(element: ET.Element) -> list[OtherPorts]:
+    folded = []
+    for extra in element.findall("ports/extraports"):
+        reasons = extra.findall("extrareasons")
+        proto = reasons[0].get("proto", "tcp") if reasons else "tcp"
+        try:
+            state = PortState(extra.get("state", ""))
+        except ValueError as exc:
+            raise NmapParseError(f"extraports: unknown state {extra.get('state')!r}") from exc
+        folded.append(
+            OtherPorts("udp" if proto == "udp" else "tcp", state, int(extra.get("count", "0")))
+        )
+    return folded
+
+
+# -- building and running nmap ------------------------------------------------------------
+
+
+def nmap_arguments(
+    proto: Proto, family: int, profile: ScanProfile, interface: str | None
+) -> list[str]:
+    """nmap options for one run (one protocol, one address family), XML to stdout."""
+    common = [
+        "-Pn",
+        "-n",
+        "--reason",
+        f"-T{profile.timing}",
+        "--max-retries",
+        str(profile.max_retries),
+        "--host-timeout",
+        f"{int(profile.host_timeout)}s",
+        "-oX",
+        "-",
+    ]
+    if proto == "tcp":
+        specific = ["-sS", "-p", profile.tcp_ports, "--min-rate", str(profile.tcp_min_rate)]
+    else:
+        specific = ["-sU", "-p", ",".join(str(p) for p in profile.udp_ports)]
+    family_opts = ["-6"] if family == 6 else []
+    interface_opts = ["-e", interface] if interface else []
+    return [*specific, *family_opts, *interface_opts, *common]
+
+
+@dataclass(frozen=True)
+class RawRun:
+    """One nmap run as it happened, wherever it ran."""
+
+    command: str
+    host: str | None  #: the SSH host, None for this machine
+    exit_status: int | None
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool
+    started: datetime
+    finished: datetime
+
+
+class RunError(Exception):
+    def __init__(self, reason: ErrorReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+#: Runs nmap with these options on these targets; raises RunError when it cannot start.
+Runner = Callable[[list[str], list[str], ScanProfile], RawRun]
+
+
+def local_runner(nmap_name: str, interface: str) -> Runner:
+    def run(options: list[str], targets: list[str], profile: ScanProfile) -> RawRun:
+        try:
+            path = require_tool(nmap_name)
+        except ToolMissingError as exc:
+            raise RunError(ErrorReason.TOOL_MISSING, str(exc)) from exc
+        result = run_tool([path, *options, *targets], profile.process_timeout)
+        return RawRun(
+            result.command,
+            None,
+            result.exit_status,
+            result.stdout,
+            result.stderr,
+            result.timed_out,
+            result.started,
+            result.finished,
+        )
+
+    return run
+
+
+def remote_runner(host: str, run_remote: RunRemote, nmap_command: str) -> Runner:
+    def run(options: list[str], targets: list[str], profile: ScanProfile) -> RawRun:
+        command = f"{nmap_command} {shlex.join([*options, *targets])}"
+        started = now()
+        result = run_remote(host, command, profile.process_timeout)
+        return RawRun(
+            command,
+            host,
+            result.exit_status,
+            result.stdout,
+            result.stderr,
+            result.timed_out,
+            started,
+            now(),
+        )
+
+    return run
+
+
+def _failure_of(run: RawRun) -> tuple[ErrorReason, str] | None:
+    """Why a run gave no usable result, judged before looking at its XML."""
+    stderr = run.stderr.decode(errors="replace").strip()
+    if run.timed_out:
+        return ErrorReason.TIMEOUT, "nmap exceeded its time bound and was killed"
+    if run.exit_status is None:
+        return ErrorReason.TIMEOUT, "nmap did not finish (session lost or killed)"
+    if run.exit_status < 0:
+        return ErrorReason.TIMEOUT, f"nmap was killed by signal {-run.exit_status}"
+    if run.host is not None and (
+        run.exit_status == 127 or "command not found" in stderr or "No such file" in stderr
+    ):
+        return ErrorReason.TOOL_MISSING, f"nmap missing on {run.host}: {stderr[:300]}"
+    if run.host is not None and "a password is required" in stderr:
+        return ErrorReason.NOT_PERMITTED, f"sudo refused nmap on {run.host}: {stderr[:300]}"
+    return None
+
+
+def _store(run: RawRun, sink: EvidenceSink, version: str | None) -> list[str]:
+    refs = [
+        sink.add(
+            run.stdout,
+            probe=PROBE,
+            command=run.command,
+            host=run.host,
+            started=run.started,
+            finished=run.finished,
+            tool_version=version,
+            media_type=NMAP_XML,
+            exit_status=run.exit_status,
+        )
+    ]
+    if run.stderr.strip():
+        refs.append(
+            sink.add(
+                run.stderr,
+                probe=PROBE,
+                command=f"{run.command} (stderr)",
+                host=run.host,
+                started=run.started,
+                finished=run.finished,
+                tool_version=version,
+                exit_status=run.exit_status,
+            )
+        )
+    return refs
+
+
+def _version_hint(xml: bytes) -> str | None:
+    marker = b'version="'
+    start = xml.find(marker, xml.find(b"<nmaprun"))
+    if start < 0:
+        return None
+    start += len(marker)
+    end = xml.find(b'"', start)
+    return xml[start:end].decode(errors="replace") if 0 < end - start < 20 else None
+
+
+@dataclass
+class _Outcome:
+    """What one run says about each of its targets."""
+
+    evidence: list[str]
+    hosts: dict[str, ParsedHost] = field(default_factory=dict)
+    error: tuple[ErrorReason, str] | None = None
+
+
+def _run_once(
+    runner: Runner,
+    proto: Proto,
+    *,
+    family: int,
+    targets: list[str],
+    profile: ScanProfile,
+    interface: str | None,
+    sink: EvidenceSink,
+) -> _Outcome:
+    try:
+        run = runner(nmap_arguments(proto, family, profile, interface), targets, profile)
+    except RunError as exc:
+        return _Outcome([], error=(exc.reason, str(exc)))
+    evidence = _store(run, sink, _version_hint(run.stdout))
+    failure = _failure_of(run)
+    if failure is not None:
+        return _Outcome(evidence, error=failure)
+    try:
+        parsed = parse_nmap_xml(run.stdout)
+    except NmapParseError as exc:
+        return _Outcome(evidence, error=(ErrorReason.PARSE_ERROR, str(exc)))
+    if parsed.exit != "success" or run.exit_status != 0:
+        message = parsed.error_message or run.stderr.decode(errors="replace")[:300]
+        return _Outcome(evidence, error=(ErrorReason.COMMAND_FAILED, f"nmap failed: {message}"))
+    return _Outcome(evidence, hosts=parsed.hosts)
+
+
+def _protocols(profile: ScanProfile) -> list[Proto]:
+    return ["tcp", "udp"] if profile.udp_ports else ["tcp"]
+
+
+@dataclass(frozen=True)
+class _Where:
+    vantage: Vantage
+    vantage_host: str | None
+    source: str | None
+
+
+def _target_attempt(
+    target: str, outcomes: list[tuple[Proto, _Outcome]], where: _Where
+) -> Attempt[HostScan]:
+    """Merge the runs of all protocols for one target: any failure fails the target, since a
+    TCP-only answer would silently hide what UDP had to say."""
+    key = normalize_address(target)
+    evidence = [ref for _, outcome in outcomes for ref in outcome.evidence]
+    ports: list[PortResult] = []
+    others: list[OtherPorts] = []
+    status = "unknown"
+    for proto, outcome in outcomes:
+        if outcome.error is not None:
+            reason, message = outcome.error
+            return Attempt.failed(PROBE, target, reason, f"{proto} scan: {message}", evidence)
+        host = outcome.hosts.get(key)
+        if host is None:
+            return Attempt.failed(
+                PROBE, target, ErrorReason.PARSE_ERROR, f"{proto} scan: no result", evidence
+            )
+        if host.timed_out:
+            return Attempt.failed(
+                PROBE, target, ErrorReason.TIMEOUT, f"{proto} scan: host timeout", evidence
+            )
+        ports += host.ports
+        others += host.other_ports
+        status = host.status
+    scan = HostScan(
+        address=target,
+        vantage=where.vantage,
+        vantage_host=where.vantage_host,
+        source=where.source,
+        status=status,
+        protocols=tuple(proto for proto, _ in outcomes),
+        ports=tuple(ports),
+        other_ports=tuple(others),
+    )
+    return Attempt.ok(PROBE, target, scan, evidence)
+
+
+def _scan(
+    targets: Sequence[str],
+    runner_for: Callable[[int], tuple[Runner, str | None, str | None] | tuple[ErrorReason, str]],
+    *,
+    vantage: Vantage,
+    vantage_host: str | None,
+    profile: ScanProfile,
+    sink: EvidenceSink,
+    check_target: CheckTarget,
+) -> list[Attempt[HostScan]]:
+    results: dict[str, Attempt[HostScan]] = {}
+    allowed: dict[int, list[str]] = {4: [], 6: []}
+    for target in targets:
+        try:
+            check_target(target)
+            allowed[ip_version(target)].append(target)
+        except Exception as exc:
+            results[target] = Attempt.failed(PROBE, target, ErrorReason.OUT_OF_SCOPE, str(exc))
+    for family, family_targets in allowed.items():
+        if not family_targets:
+            continue
+        how = runner_for(family)
+        if isinstance(how[0], ErrorReason):
+            reason, message = how
+            for target in family_targets:
+                results[target] = Attempt.failed(PROBE, target, reason, str(message))
+            continue
+        runner, interface, source = how
+        outcomes = [
+            (
+                proto,
+                _run_once(
+                    runner,
+                    proto,
+                    family=family,
+                    targets=family_targets,
+                    profile=profile,
+                    interface=interface,
+                    sink=sink,
+                ),
+            )
+            for proto in _protocols(profile)
+        ]
+        where = _Where(vantage, vantage_host, source)
+        for target in family_targets:
+            results[target] = _target_attempt(target, outcomes, where)
+    return [results[target] for target in targets]
+
+
+def scan_from_here(
+    targets: Sequence[str],
+    *,
+    source_addresses: Sequence[str],
+    sink: EvidenceSink,
+    check_target: CheckTarget,
+    profile: ScanProfile | None = None,
+    nmap_name: str = "nmap",
+) -> list[Attempt[HostScan]]:
+    """Scan ``targets`` from this machine, out of the interface holding its own address of
+    the same family among ``source_addresses`` (the auditor's addresses on that network).
+
+    Returns one attempt per target, in order: a HostScan, or an error (OUT_OF_SCOPE,
+    TOOL_MISSING, TIMEOUT, PARSE_ERROR, COMMAND_FAILED, UNREACHABLE when this machine holds
+    no address of that family there). Every nmap output is stored first.
+    """
+
+    def runner_for(family: int) -> tuple[Runner, str | None, str | None] | tuple[ErrorReason, str]:
+        sources = [a for a in source_addresses if ip_version(a) == family]
+        if not sources:
+            return ErrorReason.UNREACHABLE, f"no IPv{family} address of this machine given"
+        interface = interface_holding(sources[0])
+        if interface is None:
+            return ErrorReason.UNREACHABLE, f"no local interface holds {sources[0]}"
+        return local_runner(nmap_name, interface.name), interface.name, sources[0]
+
+    return _scan(
+        targets,
+        runner_for,
+        vantage=Vantage.LOCAL,
+        vantage_host=None,
+        profile=profile or ScanProfile(),
+        sink=sink,
+        check_target=check_target,
+    )
+
+
+def scan_from_remote(
+    targets: Sequence[str],
+    *,
+    vantage_host: str,
+    run_remote: RunRemote,
+    sink: EvidenceSink,
+    check_target: CheckTarget,
+    profile: ScanProfile | None = None,
+    nmap_command: str = "sudo -n /usr/bin/nmap",
+) -> list[Attempt[HostScan]]:
+    """Scan ``targets`` from the SSH host ``vantage_host`` (``nmap ... -oX -`` run there).
+
+    Same result as ``scan_from_here``; TOOL_MISSING / NOT_PERMITTED come from the remote side.
+    """
+
+    def runner_for(family: int) -> tuple[Runner, str | None, str | None]:
+        return remote_runner(vantage_host, run_remote, nmap_command), None, None
+
+    return _scan(
+        targets,
+        runner_for,
+        vantage=Vantage.REMOTE,
+        vantage_host=vantage_host,
+        profile=profile or ScanProfile(),
+        sink=sink,
+        check_target=check_target,
+    )
+
+
+__all__ = [
+    "DEFAULT_UDP_PORTS",
+    "HostScan",
+    "NmapParseError",
+    "OtherPorts",
+    "ParsedScan",
+    "PortResult",
+    "PortState",
+    "ScanProfile",
+    "Vantage",
+    "nmap_arguments",
+    "parse_nmap_xml",
+    "scan_from_here",
+    "scan_from_remote",
+]
