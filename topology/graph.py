@@ -242,6 +242,17 @@ class Topology:
                 by_host.setdefault(host, []).append(address)
         return [(h, IPSet(addrs)) for h, addrs in by_host.items()]
 
+    def owners_among(
+        self, segment: str, hosts: Iterable[str], destinations: IPSet
+    ) -> list[tuple[str, IPSet]]:
+        """Like ``owners``, looking only at the given hosts (cheap on a crowded segment)."""
+        found = []
+        for name in hosts:
+            owned = self.hosts[name].addresses_on(segment) & destinations
+            if owned:
+                found.append((name, owned))
+        return found
+
     def members(self, segment: str) -> list[str]:
         return sorted(set(self._owners.get(segment, {}).values()))
 

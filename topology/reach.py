@@ -19,6 +19,7 @@ per-address enumeration.
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -80,6 +81,44 @@ class _Item:
     via_gateway: bool = False
 
 
+class SegmentIndex:
+    """Per segment, the few hosts a search must look at: NAT hosts and possible forwarders.
+
+    Built lazily and kept per topology, so that crowded segments cost nothing per member.
+    """
+
+    def __init__(self, topology: Topology) -> None:
+        self._topology = topology
+        self._nat: dict[str, list[str]] = {}
+        self._forwarders: dict[str, list[str]] = {}
+
+    def nat_hosts(self, segment: str) -> list[str]:
+        if segment not in self._nat:
+            self._nat[segment] = [
+                m
+                for m in self._topology.members(segment)
+                if self._topology.hosts[m].firewall.has_nat(Hook.PREROUTING)
+            ]
+        return self._nat[segment]
+
+    def forwarders(self, segment: str) -> list[str]:
+        if segment not in self._forwarders:
+            self._forwarders[segment] = [
+                m for m in self._topology.members(segment) if _may_forward(self._topology.hosts[m])
+            ]
+        return self._forwarders[segment]
+
+
+_INDEXES: weakref.WeakKeyDictionary[Topology, SegmentIndex] = weakref.WeakKeyDictionary()
+
+
+def segment_index(topology: Topology) -> SegmentIndex:
+    index = _INDEXES.get(topology)
+    if index is None:
+        index = _INDEXES[topology] = SegmentIndex(topology)
+    return index
+
+
 @dataclass
 class _Search:
     topology: Topology
@@ -91,6 +130,10 @@ class _Search:
     paths: list[ReachPath] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     visits: int = 0
+
+    @property
+    def index(self) -> SegmentIndex:
+        return segment_index(self.topology)
 
     # -- bookkeeping -------------------------------------------------------------------------
     def unexplored(self, key: tuple[str, str | None], flows: Iterable[Flow]) -> list[Flow]:
@@ -219,7 +262,8 @@ class _Search:
 
     def arrive_unknown(self, host: HostModel, item: _Item) -> None:
         """No facts: it may deliver locally and may forward anything to any of its segments."""
-        fresh = self.unexplored((host.name, item.segment), item.flows)
+        # Where it came from changes nothing for such a host: one visited space for all.
+        fresh = self.unexplored((host.name, "*"), item.flows)
         if not fresh:
             return
         doubt = f"{host.name}: no facts collected, it may accept or forward anything"
@@ -232,7 +276,7 @@ class _Search:
             return
         for att in host.attachments:
             fwd = Hop(host=host.name, network=att.segment, direction="forward", rule="unknown")
-            self.spread(att.segment, transit, (*item.hops, fwd))
+            self.spread(att.segment, transit, (*item.hops, fwd), sender=host.name)
 
     # -- leaving a host ----------------------------------------------------------------------
     def route(
@@ -264,7 +308,7 @@ class _Search:
             return
         if entry is None:
             for att in host.attachments:
-                self.spread(att.segment, flows, hops)
+                self.spread(att.segment, flows, hops, sender=host.name)
             return
         segment = self._segment_of(host, entry)
         for rules, accepted in _run(host, Hook.POSTROUTING, flows):
@@ -304,19 +348,26 @@ class _Search:
         link = Hop(host=sender, network=segment, direction="link", rule=f"delivered on {segment}")
         if not self.to_input:
             self.reach((*hops, link), on_segment)
-        for owner, addresses in self.topology.owners(segment, _daddrs(on_segment)):
-            model = self.topology.hosts[owner]
-            # Packets for a host end there, unless its prerouting may send them on (dnat).
-            if self.to_input or model.firewall.has_nat(Hook.PREROUTING):
-                owned = _restrict(on_segment, Constraint({"daddr": addresses}))
-                self.enqueue(owner, segment, owned, hops)
+        if not on_segment:
+            return
+        destinations = _daddrs(on_segment)
+        # Packets for a host end there, unless its prerouting may send them on (dnat).
+        owners = (
+            self.topology.owners(segment, destinations)
+            if self.to_input
+            else self.topology.owners_among(segment, self.index.nat_hosts(segment), destinations)
+        )
+        for owner, addresses in owners:
+            owned = _restrict(on_segment, Constraint({"daddr": addresses}))
+            self.enqueue(owner, segment, owned, hops)
 
-    def spread(self, segment: str, flows: list[Flow], hops: tuple[Hop, ...]) -> None:
+    def spread(
+        self, segment: str, flows: list[Flow], hops: tuple[Hop, ...], sender: str = ""
+    ) -> None:
         """Routes unknown: on-link delivery, or through any host there that may forward."""
         self.on_link(segment, flows, hops)
-        for member in self.topology.members(segment):
-            model = self.topology.hosts[member]
-            if _may_forward(model):
+        for member in self.index.forwarders(segment):
+            if member != sender:
                 self.enqueue(member, segment, flows, hops, via_gateway=True)
 
     def enqueue(
