@@ -213,10 +213,12 @@ def _add_tunnel(container: ContainerPlan, tunnel: LabTunnel, plan: LabPlan) -> N
     peer = tunnel.peer_of(me)
     my_key = plan.keys.wireguard[(tunnel.name, me)]
     peer_key = plan.keys.wireguard[(tunnel.name, peer)]
-    lines = [
-        "[Interface]",
-        f"PrivateKey = {my_key.private}",
-        f"ListenPort = {WIREGUARD_PORT}",
+    lines = ["[Interface]", f"PrivateKey = {my_key.private}"]
+    if me == tunnel.responder or not _responds_elsewhere(container, tunnel):
+        # A machine that plays both a responder and an initiator (shared-host) can listen on
+        # 51820 once: its initiating side then uses a port of the system's choosing.
+        lines.append(f"ListenPort = {WIREGUARD_PORT}")
+    lines += [
         "",
         "[Peer]",
         f"PublicKey = {peer_key.public}",
@@ -232,6 +234,13 @@ def _add_tunnel(container: ContainerPlan, tunnel: LabTunnel, plan: LabPlan) -> N
         ]
     _put(container, f"/etc/lab/wireguard/{tunnel.name}.conf", "\n".join(lines) + "\n", True)
     container.tunnels.append(tunnel.name)
+
+
+def _responds_elsewhere(container: ContainerPlan, tunnel: LabTunnel) -> bool:
+    return any(
+        other.name != tunnel.name and other.responder in container.roles_of
+        for other in TUNNELS.values()
+    )
 
 
 def _network_script(
