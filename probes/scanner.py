@@ -110,7 +110,11 @@ class ScanProfile:
     tcp_ports: str = "1-65535"
     udp_ports: tuple[int, ...] = DEFAULT_UDP_PORTS
     timing: int = 4  #: -T4: LAN-appropriate timeouts
-    max_retries: int = 2
+    max_retries: int = 2  #: TCP: a LAN drops little, and filtered ports cost every retry
+    #: UDP: closed ports are only seen through ICMP unreachables, which Linux rate-limits
+    #: (about one a second per peer after a burst of six): too few retries misreports them as
+    #: open|filtered.
+    udp_max_retries: int = 6
     #: TCP only: keeps a fully filtered host from stretching an all-port scan to many minutes.
     #: Not for UDP, where Linux rate-limits ICMP unreachables and a forced rate would turn
     #: closed ports into open|filtered.
@@ -249,13 +253,14 @@ def nmap_arguments(
     proto: Proto, family: int, profile: ScanProfile, interface: str | None
 ) -> list[str]:
     """nmap options for one run (one protocol, one address family), XML to stdout."""
+    retries = profile.max_retries if proto == "tcp" else profile.udp_max_retries
     common = [
         "-Pn",
         "-n",
         "--reason",
         f"-T{profile.timing}",
         "--max-retries",
-        str(profile.max_retries),
+        str(retries),
         "--host-timeout",
         f"{int(profile.host_timeout)}s",
         "-oX",
