@@ -137,6 +137,8 @@ class ParsedHost:
     timed_out: bool
     ports: tuple[PortResult, ...]
     other_ports: tuple[OtherPorts, ...]
+    status_reason: str = ""  #: "arp-response", "nd-response", "localhost-response", ...
+    mac: str | None = None  #: lower case; only when nmap saw the host on the local link
 
 
 @dataclass(frozen=True)
@@ -208,12 +210,15 @@ def _parse_host(element: ET.Element, table: dict[str, Any]) -> ParsedHost:
         for port, info in sorted(entry.get(proto, {}).items()):
             ports.append(_port_result(proto, int(port), info))
     status = element.find("status")
+    macs = [a.get("addr", "") for a in element.findall("address") if a.get("addrtype") == "mac"]
     return ParsedHost(
         address=normalize_address(ip),
         status=status.get("state", "unknown") if status is not None else "unknown",
         timed_out=element.get("timedout") == "true",
         ports=tuple(ports),
         other_ports=tuple(_other_ports(element)),
+        status_reason=status.get("reason", "") if status is not None else "",
+        mac=macs[0].lower() if macs and macs[0] else None,
     )
 
 

@@ -133,15 +133,17 @@ class NetnsLab:
         ns.run("sysctl -q -w net.ipv6.conf.all.forwarding=0")
         return ns
 
-    def attach(self, ns: Namespace, bridge: Bridge, host: int) -> tuple[str, str]:
-        """Give ``ns`` an interface on ``bridge`` with .host / ::host; returns them."""
+    def attach(
+        self, ns: Namespace, bridge: Bridge, host: int, v6_host: int | None = None
+    ) -> tuple[str, str]:
+        """Give ``ns`` an interface on ``bridge`` with .host / ::host (or ::v6_host)."""
         self._veths += 1
         outer, inner = f"v{self.tag}{self._veths}", f"eth{len(ns.addresses)}"
         sh("ip", "link", "add", outer, "type", "veth", "peer", "name", "tmp" + outer)
         sh("ip", "link", "set", "tmp" + outer, "netns", ns.name)
         ns.run(f"ip link set tmp{outer} name {inner}")
         sh("ip", "link", "set", outer, "master", bridge.name, "up")
-        v4, v6 = bridge.v4(host), bridge.v6(host)
+        v4, v6 = bridge.v4(host), bridge.v6(host if v6_host is None else v6_host)
         ns.run(f"ip addr add {v4}/24 dev {inner}")
         ns.run(f"ip addr add {v6}/64 dev {inner} nodad")
         ns.run(f"ip link set {inner} up")
