@@ -49,25 +49,25 @@ CANARY_UDP = (53, 123)
             1,
             "nc: connect to 10.98.0.1 port 22 (tcp) failed: Connection refused",
             "refused",
-        ),  # noqa: E501
+        ),
         (
             Kind("tcp", 22),
             1,
             "nc: connect to 10.98.0.1 port 22 (tcp) failed: Operation not permitted",
             "blocked-locally",
-        ),  # noqa: E501
+        ),
         (
             Kind("tcp", 22),
             1,
             "nc: connect to 10.98.9.1 port 22 (tcp) timed out: Operation now in progress",
             "timeout",
-        ),  # noqa: E501
+        ),
         (
             Kind("tcp", 22),
             1,
             "nc: connect to 10.98.9.1 port 22 (tcp) failed: Network is unreachable",
             "no-route",
-        ),  # noqa: E501
+        ),
         (Kind("icmp"), 1, "1 packets transmitted, 0 received, 100% packet loss", "timeout"),
         (Kind("icmp"), 2, "ping: sendmsg: Operation not permitted", "blocked-locally"),
         (Kind("icmp"), 1, "sudo: a password is required", "not-executed"),
