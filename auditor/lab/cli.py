@@ -50,7 +50,9 @@ def _say(message: str) -> None:
 @lab_app.command("build-image")
 @_one_line_errors
 def build_image_command(
-    force: Annotated[bool, typer.Option(help="Rebuild even when the cached image matches.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Rebuild even when the cached image matches.")
+    ] = False,
 ) -> None:
     """Build the lab's base image with debootstrap (a quick no-op when it is cached)."""
     runtime.require_root()

@@ -228,9 +228,9 @@ def _remove_stale_images(recipe: ImageRecipe, progress: Progress) -> None:
     listing = podman("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
     keep = {recipe.rootfs_ref, recipe.base_ref}
     for reference in listing:
-        if reference.startswith((ROOTFS_REPO + ":", BASE_REPO + ":")) and reference not in keep:
-            if podman("rmi", reference, check=False).returncode == 0:
-                progress(f"  removed stale image {reference}")
+        ours = reference.startswith((ROOTFS_REPO + ":", BASE_REPO + ":"))
+        if ours and reference not in keep and podman("rmi", reference, check=False).returncode == 0:
+            progress(f"  removed stale image {reference}")
 
 
 def current_image_reference() -> str:

@@ -17,7 +17,7 @@ class SshKey:
 
     @property
     def public_key(self) -> str:
-        """"ssh-ed25519 AAAA..." without the comment (the known_hosts form)."""
+        """ "ssh-ed25519 AAAA..." without the comment (the known_hosts form)."""
         return " ".join(self.public_line.split()[:2])
 
 

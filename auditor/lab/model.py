@@ -7,7 +7,7 @@ addresses, the SSH address the auditor uses, declared services, routes and pipel
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from auditor.inventory import Medium, Role, Zone
@@ -176,8 +176,9 @@ class LabHost:
 
     @property
     def is_organisation(self) -> bool:
-        return any(r in (Role.RECEIVING, Role.PROCESSING, Role.SENDING, Role.TERMINAL)
-                   for r in self.roles)
+        return any(
+            r in (Role.RECEIVING, Role.PROCESSING, Role.SENDING, Role.TERMINAL) for r in self.roles
+        )
 
 
 SSH_TERM_LAN = Service(22, "tcp", ("term-lan",), "analysts log in from the terminal LAN")
@@ -285,7 +286,6 @@ class PipelinePaths:
     outgoing: str = "/home/xfer/outgoing"
     inbox: str = "/home/xfer/inbox"
     log: str = "/var/log/lab/pipeline.log"
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 PIPELINE = PipelinePaths()

@@ -118,8 +118,11 @@ def make_plan(scenario: Scenario) -> LabPlan:
         auditor=new_ssh_key("auditor@reference-lab"),
         host_keys={h: new_ssh_key(f"root@{h}") for h in present},
         xfer={h: new_ssh_key(f"xfer@{h}") for h in ("hospital", "proc-srv", "send-srv")},
-        wireguard={(t.name, h): new_wireguard_key() for t in TUNNELS.values()
-                   for h in (t.initiator, t.responder)},
+        wireguard={
+            (t.name, h): new_wireguard_key()
+            for t in TUNNELS.values()
+            for h in (t.initiator, t.responder)
+        },
     )
     containers = {h: _container(h, scenario, keys) for h in present}
     plan = LabPlan(scenario, containers, keys, placed_in)
@@ -293,9 +296,7 @@ TRANSFERS = (
 def _add_transfer_files(container: ContainerPlan, logical: list[LabHost], plan: LabPlan) -> None:
     names = {h.name for h in logical}
     authorized = [
-        plan.keys.xfer[client].public_line
-        for client, server, _ in TRANSFERS
-        if server in names
+        plan.keys.xfer[client].public_line for client, server, _ in TRANSFERS if server in names
     ]
     if authorized:
         unique = list(dict.fromkeys(authorized))
@@ -311,44 +312,90 @@ def _add_transfer_files(container: ContainerPlan, logical: list[LabHost], plan: 
 def _pipeline_config(logical: list[LabHost], plan: LabPlan) -> dict[str, Any]:
     loops: list[dict[str, Any]] = []
     servers: list[dict[str, Any]] = []
-    names = {h.name for h in logical}
 
     def sftp(server: str, network: str, **step: Any) -> dict[str, Any]:
         target, _ = _sftp_target(plan, server, network)
-        key = XFER_KEY
-        if len(names & set(plan.keys.xfer)) > 1:
-            key = XFER_KEY  # one key per container; every server authorizes all clients' keys
-        return {"target": target, "key": key, "known_hosts": XFER_KNOWN_HOSTS, **step}
+        return {"target": target, "key": XFER_KEY, "known_hosts": XFER_KNOWN_HOSTS, **step}
 
     for host in logical:
         for part in host.pipeline:
             if part == "produce":
-                loops.append(_loop("deliver", [
-                    {"type": "produce", "to_dir": PIPELINE.outbox, "prefix": host.name},
-                    sftp("recv-srv", "wg-in", type="sftp-push", from_dir=PIPELINE.outbox,
-                         remote_dir="incoming"),
-                ]))
+                loops.append(
+                    _loop(
+                        "deliver",
+                        [
+                            {"type": "produce", "to_dir": PIPELINE.outbox, "prefix": host.name},
+                            sftp(
+                                "recv-srv",
+                                "wg-in",
+                                type="sftp-push",
+                                from_dir=PIPELINE.outbox,
+                                remote_dir="incoming",
+                            ),
+                        ],
+                    )
+                )
             elif part == "process":
-                loops.append(_loop("process", [
-                    sftp("recv-srv", "line-recv", type="sftp-pull", remote_dir="incoming",
-                         to_dir="/var/lib/lab/pulled"),
-                    {"type": "process", "from_dir": "/var/lib/lab/pulled",
-                     "to_dir": "/var/lib/lab/processed", "marker": host.name},
-                    sftp("send-srv", "line-send", type="sftp-push",
-                         from_dir="/var/lib/lab/processed", remote_dir="outgoing"),
-                ]))
+                loops.append(
+                    _loop(
+                        "process",
+                        [
+                            sftp(
+                                "recv-srv",
+                                "line-recv",
+                                type="sftp-pull",
+                                remote_dir="incoming",
+                                to_dir="/var/lib/lab/pulled",
+                            ),
+                            {
+                                "type": "process",
+                                "from_dir": "/var/lib/lab/pulled",
+                                "to_dir": "/var/lib/lab/processed",
+                                "marker": host.name,
+                            },
+                            sftp(
+                                "send-srv",
+                                "line-send",
+                                type="sftp-push",
+                                from_dir="/var/lib/lab/processed",
+                                remote_dir="outgoing",
+                            ),
+                        ],
+                    )
+                )
             elif part == "send":
-                loops.append(_loop("send", [
-                    sftp("recipient", "wg-out", type="sftp-push", from_dir=PIPELINE.outgoing,
-                         remote_dir="inbox"),
-                ]))
+                loops.append(
+                    _loop(
+                        "send",
+                        [
+                            sftp(
+                                "recipient",
+                                "wg-out",
+                                type="sftp-push",
+                                from_dir=PIPELINE.outgoing,
+                                remote_dir="inbox",
+                            ),
+                        ],
+                    )
+                )
             elif part == "receive":
-                loops.append(_loop("keep-inbox-small", [
-                    {"type": "prune", "dir": PIPELINE.inbox, "keep": 500},
-                ]))
+                loops.append(
+                    _loop(
+                        "keep-inbox-small",
+                        [
+                            {"type": "prune", "dir": PIPELINE.inbox, "keep": 500},
+                        ],
+                    )
+                )
             elif part == "canary":
-                servers.append({"type": "canary", "tcp": list(CANARY_TCP),
-                                "udp": list(CANARY_UDP), "log": "/var/log/lab/canary.log"})
+                servers.append(
+                    {
+                        "type": "canary",
+                        "tcp": list(CANARY_TCP),
+                        "udp": list(CANARY_UDP),
+                        "log": "/var/log/lab/canary.log",
+                    }
+                )
     return {"loops": loops, "servers": servers}
 
 

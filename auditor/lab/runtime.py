@@ -26,10 +26,10 @@ from auditor.lab.errors import LabError
 from auditor.lab.image import build_image
 from auditor.lab.labinventory import KEY_FILE, KNOWN_HOSTS_FILE, inventory_document, write_inventory
 from auditor.lab.model import AUDITOR_OCTET, NETWORKS
+from auditor.lab.paths import state_dir
 from auditor.lab.plan import ContainerPlan, LabPlan, make_plan
 from auditor.lab.podman import podman, require_podman
 from auditor.lab.scenario import Scenario, scenario_or_baseline
-from auditor.lab.paths import state_dir
 
 Progress = Callable[[str], None]
 T = TypeVar("T")
@@ -83,9 +83,9 @@ def _parallel(func: Callable[[T], R], items: Iterable[T]) -> list[R]:
 # -- up ----------------------------------------------------------------------------------------
 def up(scenario: str | Path | None = None, progress: Progress = _quiet) -> LabState:
     """Bring the lab up with a scenario (a folder, a name under lab/scenarios, or None)."""
+    chosen = scenario_or_baseline(scenario)  # rejected here, before anything changes
     require_root()
     require_podman()
-    chosen = scenario_or_baseline(scenario)  # rejected here, before anything changes
     started = time.monotonic()
     image = build_image(progress)
     down(progress)
@@ -148,11 +148,20 @@ def _create_networks(progress: Progress) -> dict[str, str]:
     bridges = {}
     for network in NETWORKS.values():
         podman(
-            "network", "create", "--internal", "--disable-dns", "--ipv6",
-            "--subnet", network.ipv4, "--subnet", network.ipv6, network.podman_name,
+            "network",
+            "create",
+            "--internal",
+            "--disable-dns",
+            "--ipv6",
+            "--subnet",
+            network.ipv4,
+            "--subnet",
+            network.ipv6,
+            network.podman_name,
         )
-        info = podman("network", "inspect", network.podman_name, "--format",
-                      "{{.NetworkInterface}}")
+        info = podman(
+            "network", "inspect", network.podman_name, "--format", "{{.NetworkInterface}}"
+        )
         bridge = info.stdout.strip()
         if not bridge:
             raise LabError(f"podman gave no bridge name for {network.podman_name}")
@@ -175,8 +184,9 @@ def _address_bridges(bridges: dict[str, str]) -> None:
             ("-6", network.address6(AUDITOR_OCTET), 64),
         ):
             extra = ["nodad"] if family == "-6" else []
-            _run_host(["ip", family, "address", "replace", f"{address}/{prefix}",
-                       "dev", bridge, *extra])
+            _run_host(
+                ["ip", family, "address", "replace", f"{address}/{prefix}", "dev", bridge, *extra]
+            )
 
 
 def _run_host(cmd: list[str]) -> None:
@@ -187,10 +197,19 @@ def _run_host(cmd: list[str]) -> None:
 
 def _create_container(container: ContainerPlan, image: str, state: Path) -> None:
     args = [
-        "create", "--name", container.container, "--hostname", container.host,
-        "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
-        "--stop-timeout", "5",
-        "--label", "auditor-lab=1",
+        "create",
+        "--name",
+        container.container,
+        "--hostname",
+        container.host,
+        "--cap-add",
+        "NET_ADMIN",
+        "--cap-add",
+        "NET_RAW",
+        "--stop-timeout",
+        "5",
+        "--label",
+        "auditor-lab=1",
     ]
     if container.needs_tun:
         args += ["--device", "/dev/net/tun"]
@@ -220,9 +239,14 @@ def _poll(what: Callable[[], list[str]], timeout: float, interval: float = 0.5) 
 
 def _wait_for_init(plan: LabPlan) -> None:
     def not_ready(container: ContainerPlan) -> str | None:
-        probe = podman("exec", container.container, "sh", "-c",
-                       "cat /run/lab/failed 2>/dev/null && exit 2; test -f /run/lab/ready",
-                       check=False)
+        probe = podman(
+            "exec",
+            container.container,
+            "sh",
+            "-c",
+            "cat /run/lab/failed 2>/dev/null && exit 2; test -f /run/lab/ready",
+            check=False,
+        )
         if probe.returncode == 2:
             raise LabError(f"{container.host}: lab-init failed: {probe.stdout.strip()}")
         return None if probe.returncode == 0 else container.host
@@ -285,8 +309,11 @@ def _wait_until_functional(plan: LabPlan, state: Path, progress: Progress) -> No
         gaps = [f"sshd of {h} at {a}" for h, a in ssh_addresses.items() if not ssh_banner(a, 1)]
         for container in tunnel_holders:
             shakes = handshakes(container.container)
-            gaps += [f"{t} handshake on {container.host}" for t in container.tunnels
-                     if shakes.get(t, 0) == 0]
+            gaps += [
+                f"{t} handshake on {container.host}"
+                for t in container.tunnels
+                if shakes.get(t, 0) == 0
+            ]
         if recipient is not None and not delivered_files(recipient.container):
             gaps.append("a first file delivered at recipient")
         return gaps
@@ -372,8 +399,15 @@ def status() -> tuple[LabState | None, list[HostStatus]]:
             row.handshakes = handshakes(container)
             files = delivered_files(container)
             if files:
-                stamp = podman("exec", container, "stat", "-c", "%y",
-                               f"/home/xfer/inbox/{files[0]}", check=False).stdout.strip()
+                stamp = podman(
+                    "exec",
+                    container,
+                    "stat",
+                    "-c",
+                    "%y",
+                    f"/home/xfer/inbox/{files[0]}",
+                    check=False,
+                ).stdout.strip()
                 row.last_delivery = f"{files[0]} at {stamp[:19]}"
         rows.append(row)
     return lab, rows

@@ -15,8 +15,8 @@ names the file, line and key. The lab's own extensions (docs/lab.md):
 from __future__ import annotations
 
 import copy
-import re
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,8 +156,9 @@ def _cross_check(doc: LocatedDocument, parsed: ScenarioDocument, folder: Path) -
     return problems
 
 
-def _check_host(name: str, spec: HostSpec, parsed: ScenarioDocument, folder: Path,
-                problem: Any) -> None:
+def _check_host(
+    name: str, spec: HostSpec, parsed: ScenarioDocument, folder: Path, problem: Any
+) -> None:
     where = ("hosts", name)
     if not re.match(HOST_NAME, name):
         problem(where, "a host name is lower-case letters, digits and '-'")
@@ -170,20 +171,30 @@ def _check_host(name: str, spec: HostSpec, parsed: ScenarioDocument, folder: Pat
         problem((*where, "absent"), f"no baseline host named {name!r}")
     for network, address in spec.networks.items():
         _check_address(network, address, (*where, "networks", network), problem)
+    _check_plays(spec, parsed, where, problem)
+    _check_files(spec, folder, where, problem)
+    for key in spec.sysctls:
+        if not key.startswith(("net.", "kernel.")):
+            problem((*where, "sysctls", key), "only namespaced sysctls (net.*) can be set")
+
+
+def _check_plays(
+    spec: HostSpec, parsed: ScenarioDocument, where: tuple[str, str], problem: Any
+) -> None:
     for played in spec.plays:
         if played not in HOSTS:
             problem((*where, "plays"), f"no baseline host named {played!r}")
         elif not parsed.hosts.get(played, HostSpec()).absent:
             problem((*where, "plays"), f"{played} must be `absent: true` to be played here")
+
+
+def _check_files(spec: HostSpec, folder: Path, where: tuple[str, str], problem: Any) -> None:
     for target, source in spec.files.items():
         loc = (*where, "files", target)
         if not target.startswith("/"):
             problem(loc, "the destination must be an absolute path")
         if source is not None and not (folder / source).is_file():
             problem(loc, f"no such file {folder / source}")
-    for key in spec.sysctls:
-        if not key.startswith(("net.", "kernel.")):
-            problem((*where, "sysctls", key), "only namespaced sysctls (net.*) can be set")
 
 
 def _check_address(network: str, address: str, loc: tuple[str | int, ...], problem: Any) -> None:
