@@ -56,7 +56,9 @@ class Artifact:
 class MemorySink:
     """The EvidenceSink protocol, in memory, for tests: keeps every artifact as received."""
 
-    artifacts: dict[str, Artifact] = field(default_factory=dict)
+    artifacts: dict[str, Artifact] = field(default_factory=dict)  #: by ref (last one kept)
+    received: list[Artifact] = field(default_factory=list)  #: every call, in order
+    threads: set[str] = field(default_factory=set)  #: names of the threads that called add
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(
@@ -80,10 +82,12 @@ class MemorySink:
         )
         with self.lock:
             self.artifacts[ref] = artifact
+            self.received.append(artifact)
+            self.threads.add(threading.current_thread().name)
         return ref
 
     def everything(self) -> bytes:
-        return b"\n".join(a.content + a.command.encode() for a in self.artifacts.values())
+        return b"\n".join(a.content + a.command.encode() for a in self.received)
 
 
 def allow_all(address: str) -> None:
