@@ -23,6 +23,8 @@ from datetime import datetime
 from functools import cache
 from typing import Any, Literal
 
+# The layer modules bind Ethernet, IP and IPv6 to the pcap link types: without them scapy
+# reads every frame as Raw.
 from scapy.packet import Packet
 from scapy.utils import PcapReader
 
