@@ -337,7 +337,8 @@ class EvidenceStore:
         self._run_info = dict(run_info)
         self._writable = writable
         self._closed = False
-        self._lock = threading.Lock()
+        # Re-entrant: close() reads the records while holding it, so no add slips in between.
+        self._lock = threading.RLock()
         last = conn.execute("SELECT seq, chain FROM artifacts ORDER BY seq DESC LIMIT 1").fetchone()
         self._next_seq = 1 if last is None else int(last[0]) + 1
         self._head = genesis(self.run_id) if last is None else str(last[1])
@@ -357,6 +358,7 @@ class EvidenceStore:
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed row survives a power cut, not only a killed process.
         conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=10000")  # readers may briefly hold a lock
         info = {
             "format": FORMAT,
             "run_id": run_id,
@@ -492,9 +494,12 @@ class EvidenceStore:
             raise EvidenceWriteError(described, exc) from exc
         return True
 
-    def _require_writable(self) -> None:
+    def _require_open(self) -> None:
         if self._closed:
             raise EvidenceError("the evidence store is closed")
+
+    def _require_writable(self) -> None:
+        self._require_open()
         if not self._writable:
             raise EvidenceError("the evidence store was opened read-only")
 
@@ -502,12 +507,14 @@ class EvidenceStore:
     def artifacts(self) -> list[ArtifactRecord]:
         """Every artifact, in the order it was added."""
         with self._lock:
+            self._require_open()
             return [record_from_row(row) for row in read_raw_rows(self._conn)]
 
     def read(self, ref: str) -> bytes:
         """The stored bytes of an artifact, checked against its hash."""
         sha = parse_ref(ref)
         with self._lock:
+            self._require_open()
             known = self._conn.execute(
                 "SELECT 1 FROM artifacts WHERE sha256 = ? LIMIT 1", (sha,)
             ).fetchone()
@@ -527,13 +534,11 @@ class EvidenceStore:
     # -- closing -------------------------------------------------------------------------
     def close(self) -> None:
         """Write the manifest (when writable) and release the index. Idempotent."""
-        if self._closed:
-            return
-        if self._writable:
-            manifest = self.manifest()
-            with self._lock:
-                self._finish(manifest)
         with self._lock:
+            if self._closed:
+                return
+            if self._writable:
+                self._finish(self.manifest())
             self._closed = True
             self._conn.close()
 
@@ -549,11 +554,14 @@ class EvidenceStore:
                     "INSERT OR REPLACE INTO run (key, value) VALUES ('closed', ?)",
                     (_utc_iso(datetime.now(UTC), "closed"),),
                 )
-            # Fold the WAL into the database file, so a closed store is one self-contained file.
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._conn.execute("PRAGMA journal_mode=DELETE")
         except (OSError, sqlite3.Error) as exc:
             raise EvidenceWriteError("manifest.json", exc) from exc
+        # Fold the WAL into the database file, so a closed store is one self-contained file.
+        # A reader still holding the index (a verify run meanwhile) prevents it; the WAL form
+        # is just as complete, so that is no failure.
+        with contextlib.suppress(sqlite3.OperationalError):
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._conn.execute("PRAGMA journal_mode=DELETE")
 
     def __enter__(self) -> Self:
         return self

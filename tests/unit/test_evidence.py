@@ -300,3 +300,39 @@ def test_object_files_are_read_only(store: EvidenceStore) -> None:
     mode = (store.run_dir / object_path(ref.removeprefix("sha256:"))).stat().st_mode
     assert mode & 0o222 == 0
     assert os.access(store.run_dir / INDEX_FILE, os.R_OK)
+
+
+def test_close_while_threads_add_leaves_a_manifest_that_agrees(tmp_path: Path) -> None:
+    store = EvidenceStore.create(tmp_path, "closing-run")
+    stop = threading.Event()
+
+    def keep_adding() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                add(store, f"{threading.get_ident()} {n}\n".encode())
+            except EvidenceError:
+                return  # closed under us: the add was refused, not half-done
+
+    threads = [threading.Thread(target=keep_adding) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    reader = EvidenceStore.open(tmp_path)  # a reader open meanwhile must not stop close()
+    while len(reader.artifacts()) < 20:
+        pass
+    store.close()
+    reader.close()
+    stop.set()
+    for thread in threads:
+        thread.join()
+    report = verify_run(tmp_path)
+    assert report.intact, report.problems
+    assert report.closed and report.manifest_present
+
+
+def test_reading_a_closed_store_is_refused(store: EvidenceStore) -> None:
+    add(store, b"x\n")
+    store.close()
+    with pytest.raises(EvidenceError, match="closed"):
+        store.artifacts()
