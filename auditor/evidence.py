@@ -617,6 +617,7 @@ __all__ = [
     "EvidenceWriteError",
     "NotARunError",
     "UnknownArtifactError",
+    "auditor_version",
     "build_manifest",
     "canonical_json",
     "genesis",
