@@ -40,13 +40,21 @@ class Redaction:
 
 
 # -- private key blocks ---------------------------------------------------------------------
-# PEM ("RSA PRIVATE KEY", "EC PRIVATE KEY", "ENCRYPTED PRIVATE KEY", ...), OpenSSH's own format
-# and PGP secret key blocks. A block cut short (output truncated by a timeout) is still a
-# secret, so an unterminated block is removed up to the end of the text.
+# PEM ("RSA PRIVATE KEY", "EC PRIVATE KEY", "ENCRYPTED PRIVATE KEY", ...), OpenSSH's own format,
+# PGP secret key blocks and OpenVPN static keys (tls-auth, tls-crypt, secret). A block cut short
+# (output truncated by a timeout) is still a secret, so an unterminated block is removed up to
+# the end of the text.
 _KEY_BLOCK = re.compile(
-    r"-----BEGIN (?P<label>[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?)-----"
+    r"-----BEGIN (?P<label>[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?|OpenVPN Static key V1)-----"
     r".*?(?:-----END (?P=label)-----|\Z)",
     re.DOTALL,
+)
+
+# -- IPsec ----------------------------------------------------------------------------------
+# `ip xfrm state` prints each SA's keys in hex after the algorithm name.
+_XFRM_KEY = re.compile(
+    r"^(?P<lead>[ \t]*(?:auth|auth-trunc|enc|aead)[ \t]+\S+[ \t]+)(?P<value>0x[0-9a-fA-F]+)",
+    re.MULTILINE,
 )
 
 # -- WireGuard ------------------------------------------------------------------------------
@@ -112,8 +120,9 @@ Rule = Callable[[str, Counter[str]], str]
 
 def _redact_key_blocks(text: str, counts: Counter[str]) -> str:
     def replace(match: re.Match[str]) -> str:
-        counts["private-key"] += 1
-        return marker("private-key")
+        kind = "openvpn-static-key" if match.group("label").startswith("OpenVPN") else "private-key"
+        counts[kind] += 1
+        return marker(kind)
 
     return _KEY_BLOCK.sub(replace, text)
 
@@ -221,6 +230,7 @@ _RULES: tuple[Rule, ...] = (
     _redact_key_blocks,
     _value_substitution(_WG_CONFIG_LINE, _wireguard_config_kind),
     _redact_wg_dump,
+    _value_substitution(_XFRM_KEY, lambda _: "ipsec-key"),
     _pattern_rule(_CRYPT_HASH, "password-hash"),
     _pattern_rule(_GRUB_HASH, "password-hash"),
     _value_substitution(_URL_PASSWORD, lambda _: "url-password"),

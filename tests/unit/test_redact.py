@@ -161,6 +161,39 @@ def test_wg_show_human_output_already_hides_keys_and_is_left_alone() -> None:
     assert redact_text(text) == (text, {})
 
 
+# -- IPsec and OpenVPN ----------------------------------------------------------------------
+
+
+def test_ip_xfrm_state_keys_are_removed_but_algorithms_and_spis_kept() -> None:
+    state = (
+        "src 10.98.10.20 dst 10.98.10.10\n"
+        "\tproto esp spi 0xc0ffee01 reqid 1 mode tunnel\n"
+        "\treplay-window 32 flag af-unspec\n"
+        "\tauth-trunc hmac(sha256) 0x0123456789abcdef0123456789abcdef 128\n"
+        "\tenc cbc(aes) 0x00112233445566778899aabbccddeeff\n"
+        "\taead rfc4106(gcm(aes)) 0xdeadbeefdeadbeefdeadbeefdeadbeefcafebabe 128\n"
+    )
+    redacted, counts = redact_text(state)
+    assert counts == {"ipsec-key": 3}
+    assert "spi 0xc0ffee01" in redacted
+    assert "\tenc cbc(aes) [REDACTED:ipsec-key]\n" in redacted
+    assert "\tauth-trunc hmac(sha256) [REDACTED:ipsec-key] 128\n" in redacted
+    assert "0x0011" not in redacted and "deadbeef" not in redacted
+
+
+def test_openvpn_inline_static_key_is_removed() -> None:
+    conf = (
+        "remote 10.98.11.10 1194\n<tls-crypt>\n-----BEGIN OpenVPN Static key V1-----\n"
+        "6acef03f62675b4b1bbd03e53b187727\n423cad62e2a3a5c6\n"
+        "-----END OpenVPN Static key V1-----\n</tls-crypt>\n"
+    )
+    redacted, counts = redact_text(conf)
+    assert counts == {"openvpn-static-key": 1}
+    assert redacted == (
+        "remote 10.98.11.10 1194\n<tls-crypt>\n[REDACTED:openvpn-static-key]\n</tls-crypt>\n"
+    )
+
+
 # -- password hashes ------------------------------------------------------------------------
 
 
@@ -324,6 +357,10 @@ FRAGMENTS = [
     "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=",
     "files",
     "x",
+    "\tenc cbc(aes) ",
+    "0xdeadbeef",
+    "-----BEGIN OpenVPN Static key V1-----",
+    "-----END OpenVPN Static key V1-----",
 ]
 secretish_text = st.lists(st.sampled_from(FRAGMENTS), max_size=40).map("".join)
 
@@ -342,3 +379,21 @@ def test_redaction_never_raises_and_is_idempotent(text: str) -> None:
 def test_byte_redaction_never_raises_and_is_idempotent(content: bytes) -> None:
     once = redact(content)
     assert redact(once.content).content == once.content
+
+
+SECRET_ALPHABET = st.characters(
+    codec="utf-8",
+    exclude_categories=("Cc", "Cs", "Zs", "Zl", "Zp"),
+    exclude_characters="\"',;&}]#[\\\x85",
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    key=st.sampled_from(["password", "DB_PASSWORD", "api_token", "client_secret", "x-api-key"]),
+    value=st.text(SECRET_ALPHABET, min_size=1, max_size=40),
+)
+def test_any_planted_value_is_removed_entirely(key: str, value: str) -> None:
+    assert redact_text(f"{key}={value}\n")[0] == f"{key}=[REDACTED:password]\n"
+    assert redact_text(f"  {key}: {value}\n")[0] == f"  {key}: [REDACTED:password]\n"
+    assert redact_text(f'{{"{key}": "{value}"}}')[0] == f'{{"{key}": [REDACTED:password]}}'
