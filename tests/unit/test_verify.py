@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 from auditor.evidence import (
     INDEX_FILE,
     MANIFEST_FILE,
+    TMP_DIR,
     EvidenceStore,
     NotARunError,
     genesis,
@@ -266,6 +268,26 @@ def test_an_interrupted_run_verifies_from_its_index(tmp_path: Path) -> None:
     assert not report.closed and not report.manifest_present
     assert any("interrupted before close" in note for note in report.notes)
     assert len(refs) == 3
+
+
+def test_debris_of_an_interrupted_add_is_a_note_but_a_planted_object_is_a_problem(
+    tmp_path: Path,
+) -> None:
+    """The state a kill leaves between writing an object and committing its row."""
+    make_run(tmp_path, count=2, close=False)
+    interrupted = hashlib.sha256(b"never indexed").hexdigest()
+    with index(tmp_path) as conn:
+        conn.execute("INSERT INTO pending (sha256) VALUES (?)", (interrupted,))
+    for sha, content in ((interrupted, b"never indexed"), ("cd" * 32, b"planted")):
+        path = tmp_path / object_path(sha)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    (tmp_path / TMP_DIR / "half-written.tmp").write_bytes(b"half")
+
+    report = verify_run(tmp_path)
+    assert problems_of(report) == [("object", object_path("cd" * 32))]
+    assert any(interrupted in note for note in report.notes)
+    assert any("1 temporary file(s)" in note for note in report.notes)
 
 
 KILLED_WRITER = textwrap.dedent(
