@@ -153,6 +153,10 @@ class _Sweeper:
         try:
             parsed = parse_nmap_xml(run.stdout)
         except NmapParseError as exc:
+            if run.exit_status != 0:  # nmap gave up: its reason is on stderr
+                stderr = run.stderr.decode(errors="replace").strip()[:300]
+                message = f"nmap exited {run.exit_status}: {stderr}"
+                raise _SweepError(ErrorReason.COMMAND_FAILED, message, self.evidence) from exc
             raise _SweepError(ErrorReason.PARSE_ERROR, str(exc), self.evidence) from exc
         if parsed.exit != "success" or run.exit_status != 0:
             message = parsed.error_message or run.stderr.decode(errors="replace")[:300]

@@ -432,6 +432,10 @@ def _run_once(
     try:
         parsed = parse_nmap_xml(run.stdout)
     except NmapParseError as exc:
+        if run.exit_status != 0:  # nmap gave up (its reason is on stderr), the XML with it
+            stderr = run.stderr.decode(errors="replace").strip()[:300]
+            message = f"nmap exited {run.exit_status}: {stderr}"
+            return _Outcome(evidence, error=(ErrorReason.COMMAND_FAILED, message))
         return _Outcome(evidence, error=(ErrorReason.PARSE_ERROR, str(exc)))
     if parsed.exit != "success" or run.exit_status != 0:
         message = parsed.error_message or run.stderr.decode(errors="replace")[:300]
