@@ -3,9 +3,17 @@ is done by the modules it calls."""
 
 from __future__ import annotations
 
-import typer
+import logging
+from pathlib import Path
+from typing import Annotated
 
+import typer
+from rich.console import Console
+
+from auditor import verify_cli
+from auditor.exitcodes import ExitCode
 from auditor.lab.cli import lab_app
+from auditor.yamlsource import SourceError
 
 app = typer.Typer(
     name="auditor",
@@ -15,7 +23,41 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(lab_app, name="lab")
+verify_cli.register(app)
+
+
+@app.command("audit")
+def audit_command(
+    inventory: Annotated[
+        Path, typer.Option("--inventory", "-i", help="The inventory file (YAML).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The run folder to write.")],
+    capture_seconds: Annotated[
+        float, typer.Option(help="Seconds of capture on each external network.")
+    ] = 8.0,
+    no_network: Annotated[
+        bool, typer.Option("--no-network", help="Collect over SSH only: no scans or captures.")
+    ] = False,
+) -> None:
+    """Run every probe and control; write OUT/findings.json and the evidence."""
+    from auditor.audit import AuditError, AuditOptions, run_audit
+    from auditor.observer import ConsoleObserver
+    from auditor.results import exit_code_for, print_summary
+
+    err = Console(stderr=True)
+    options = AuditOptions(link_capture_seconds=capture_seconds, network_probes=not no_network)
+    try:
+        result = run_audit(inventory, out, ConsoleObserver(err), options)
+    except SourceError as exc:
+        err.print(f"[bold red]invalid inventory:[/]\n{exc}", highlight=False)
+        raise typer.Exit(ExitCode.CANNOT_RUN) from exc
+    except AuditError as exc:
+        err.print(f"[bold red]cannot audit:[/] {exc}", highlight=False)
+        raise typer.Exit(ExitCode.CANNOT_RUN) from exc
+    print_summary(Console(), result.findings, result.phases, result.run_dir)
+    raise typer.Exit(exit_code_for(result.findings))
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app()

@@ -32,7 +32,7 @@ def _judge(ctx: AuditContext, network: str) -> Outcome:
     observation = attempt.value
     known = _known_addresses(ctx, network)
     strangers = _unregistered(observation, known)
-    evidence = list(observation.evidence)
+    evidence = list(observation.evidence) + list(attempt.evidence)
     expected = "only inventory hosts and the auditor answer"
     answered = ", ".join(sorted(observation.live)) or "nothing"
     if strangers:

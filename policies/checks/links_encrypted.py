@@ -126,7 +126,7 @@ def _probe(ctx: AuditContext, host: str, networks: list[str]) -> Side:
                 f"{network}: {attempt.error.message if attempt and attempt.error else 'no capture'}"
             )
             continue
-        evidence += list(attempt.value.evidence)
+        evidence += list(attempt.value.evidence) + list(attempt.evidence)
         flows += [f for f in attempt.value.flows if _between(f, mine, parties)]
     if missing:
         return Side(Judgement(status=Status.INCONCLUSIVE, detail="; ".join(missing)), [], evidence)

@@ -35,7 +35,14 @@ class Side:
 def fact_evidence(facts: HostFacts | None, names: tuple[str, ...] = ROUTING_FACTS) -> list[str]:
     if facts is None:
         return []
-    return [facts.evidence[n] for n in names if n in facts.evidence]
+    # A fact built from several commands has one artifact per part: "routes:v4", "routes:v6".
+    return [ref for key, ref in facts.evidence.items() if key.split(":", 1)[0] in names]
+
+
+def fact_error(facts: HostFacts, name: str) -> str:
+    """Why a fact is missing, from its own error or those of its parts."""
+    reasons = [why for key, why in facts.errors.items() if key.split(":", 1)[0] == name]
+    return "; ".join(reasons) or "not collected"
 
 
 def missing_routing_facts(ctx: AuditContext, host: str) -> str | None:
@@ -44,7 +51,7 @@ def missing_routing_facts(ctx: AuditContext, host: str) -> str | None:
     if facts is None:
         return ctx.collection_problem(host)
     lacking = [
-        f"{name} ({facts.errors.get(name, 'not collected')})"
+        f"{name} ({fact_error(facts, name)})"
         for name in ROUTING_FACTS
         if getattr(facts, name) is None
     ]

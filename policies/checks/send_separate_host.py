@@ -9,6 +9,7 @@ from __future__ import annotations
 from auditor.findings import Finding, Status
 from auditor.inventory import Role
 from policies.checks.common import Outcome, inconclusive, judge_each
+from policies.checks.paths import fact_error, fact_evidence
 from policies.context import AuditContext
 from policies.model import Control
 from probes.facts import HostFacts
@@ -74,7 +75,7 @@ def _why_incomplete(ctx: AuditContext, host: str) -> str:
     if facts is None:
         return ctx.collection_problem(host)
     lacking = [
-        f"{name} ({facts.errors.get(name, 'not collected')})"
+        f"{name} ({fact_error(facts, name)})"
         for name, value in (
             ("machine_id", facts.machine_id),
             ("host_keys", facts.host_keys),
@@ -110,8 +111,4 @@ def _shared(mine: Identity, theirs: Identity) -> list[str]:
 
 
 def _identity_evidence(facts: HostFacts | None) -> list[str]:
-    if facts is None:
-        return []
-    return [
-        facts.evidence[k] for k in ("machine_id", "host_keys", "interfaces") if k in facts.evidence
-    ]
+    return fact_evidence(facts, ("machine_id", "host_keys", "interfaces"))

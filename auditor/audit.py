@@ -1,0 +1,170 @@
+"""The audit, phase by phase: collect, probe the network, build the model, judge, write.
+
+Each phase is timed and reports to an observer. A phase that fails is recorded and the audit
+goes on: what it would have supplied is missing from the context, and the checks that needed
+it turn inconclusive with the reason. Nothing collected before a failure is lost: every
+artifact is in the evidence store the moment it is collected.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from auditor.evidence import EvidenceError, EvidenceStore, auditor_version
+from auditor.findings import Finding, FindingsDocument, RunInfo
+from auditor.inventory import Inventory, load_inventory
+from auditor.network import NetworkProbes
+from auditor.observer import AuditObserver
+from auditor.results import write_findings
+from auditor.scope import ScopeGuard
+from policies.context import AuditContext
+from policies.registry import evaluate_all
+from probes.host_collector import collect_inventory
+from topology.graph import Topology
+
+
+class AuditError(Exception):
+    """The audit cannot run at all (exit code 3): bad inventory, nothing in scope, no output."""
+
+
+@dataclass
+class AuditResult:
+    run_dir: Path
+    findings: list[Finding]
+    phases: dict[str, float] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AuditOptions:
+    #: seconds of capture on each external network while the data pipeline runs
+    link_capture_seconds: float = 8.0
+    #: skip the network probes (scans, egress tests, captures): for offline re-judging only
+    network_probes: bool = True
+
+
+def new_run_id(now: datetime) -> str:
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def load_for_audit(inventory_path: Path) -> Inventory:
+    inventory = load_inventory(inventory_path)
+    if not inventory.organisation_hosts():
+        raise AuditError(
+            f"{inventory_path}: no organisation host to audit (roles receiving, "
+            "sending, processing, terminal or log)"
+        )
+    return inventory
+
+
+class _Phases:
+    def __init__(self, observer: AuditObserver, result: AuditResult) -> None:
+        self.observer = observer
+        self.result = result
+
+    @contextmanager
+    def phase(self, name: str, description: str) -> Iterator[None]:
+        self.observer.phase_started(name, description)
+        began = time.monotonic()
+        try:
+            yield
+        except Exception as exc:  # one phase's failure must not lose the others' results
+            message = f"{type(exc).__name__}: {exc}"
+            self.result.problems.append(f"{name}: {message}")
+            self.observer.problem(name, message)
+        finally:
+            seconds = time.monotonic() - began
+            self.result.phases[name] = round(seconds, 3)
+            self.observer.phase_finished(name, seconds)
+
+
+def run_audit(
+    inventory_path: Path,
+    out_dir: Path,
+    observer: AuditObserver,
+    options: AuditOptions | None = None,
+) -> AuditResult:
+    """Run every probe and control; write findings.json and the evidence under ``out_dir``.
+
+    Raises AuditError (or SourceError for a malformed inventory) before anything is sent when
+    the audit cannot run.
+    """
+    options = options or AuditOptions()
+    inventory = load_for_audit(inventory_path)
+    guard = ScopeGuard.from_inventory(inventory)
+    started = datetime.now(UTC)
+    run_id = new_run_id(started)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        store = EvidenceStore.create(out_dir, run_id)
+    except OSError as exc:
+        raise AuditError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
+    except EvidenceError as exc:
+        raise AuditError(f"cannot start the evidence store in {out_dir}: {exc}") from exc
+    result = AuditResult(out_dir, [])
+    phases = _Phases(observer, result)
+    ctx = AuditContext(inventory=inventory)
+    info = RunInfo(
+        id=run_id,
+        started=started.isoformat(),
+        inventory=str(inventory_path.resolve()),
+        tool_version=auditor_version(),
+    )
+    try:
+        _run_phases(
+            ctx, phases=phases, store=store, guard=guard, options=options, observer=observer
+        )
+    finally:
+        store.close()
+    info.finished = datetime.now(UTC).isoformat()
+    info.phases = dict(result.phases)
+    write_findings(out_dir / "findings.json", FindingsDocument(run=info, findings=result.findings))
+    return result
+
+
+def _run_phases(
+    ctx: AuditContext,
+    *,
+    phases: _Phases,
+    store: EvidenceStore,
+    guard: ScopeGuard,
+    options: AuditOptions,
+    observer: AuditObserver,
+) -> None:
+    result = phases.result
+    with phases.phase(
+        "collect", f"SSH collection from {len(ctx.inventory.organisation_hosts())} hosts"
+    ):
+        ctx.collection = collect_inventory(ctx.inventory, store, guard.check)
+        for host, attempt in ctx.collection.items():
+            if attempt.error is not None:
+                observer.problem(
+                    "collect", f"{host}: {attempt.error.reason}: {attempt.error.message}"
+                )
+    if options.network_probes:
+        network = NetworkProbes(ctx, store, guard, observer)
+        for name, description, step in network.steps(options):
+            with phases.phase(name, description):
+                step()
+    with phases.phase("model", "topology graph and compiled firewalls"):
+        ctx.topology = _build_topology(ctx)
+    with phases.phase("judge", "controls"):
+        result.findings = evaluate_all(ctx)
+
+
+def _build_topology(ctx: AuditContext) -> Topology | None:
+    facts = {h: a.value for h, a in ctx.collection.items() if a.value is not None}
+    try:
+        return Topology.build(ctx.inventory, facts)
+    except Exception as exc:
+        ctx.topology_error = f"{type(exc).__name__}: {exc}"
+        raise
+
+
+Step = Callable[[], None]
