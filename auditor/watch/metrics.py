@@ -1,0 +1,148 @@
+"""Metrics in the Prometheus text exposition format, as a textfile for node_exporter.
+
+node_exporter's textfile collector reads every ``*.prom`` file in its folder on each scrape, so
+the file is replaced atomically (a scrape never sees half of it) and made world-readable.
+Verdict counts come from the newest finished run; every status is written for every control,
+zeros included, so that a series does not vanish when its count drops to zero.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from auditor.findings import FindingsDocument, Status
+from auditor.watch.state import RunRecord, RunState, write_text_atomically
+
+PREFIX = "auditor_watch"
+
+
+def escape_label(value: str) -> str:
+    """Label values escape backslash, double quote and newline (exposition format)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _labels(pairs: dict[str, str]) -> str:
+    if not pairs:
+        return ""
+    return "{" + ",".join(f'{k}="{escape_label(v)}"' for k, v in pairs.items()) + "}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+@dataclass
+class _Family:
+    name: str
+    kind: str  #: gauge or counter
+    help: str
+    samples: list[tuple[dict[str, str], float]]
+
+    def render(self) -> list[str]:
+        full = f"{PREFIX}_{self.name}"
+        lines = [f"# HELP {full} {self.help}", f"# TYPE {full} {self.kind}"]
+        lines += [f"{full}{_labels(labels)} {_number(v)}" for labels, v in self.samples]
+        return lines
+
+
+def _timestamp(moment: datetime | None) -> float | None:
+    return None if moment is None else round(moment.timestamp(), 3)
+
+
+@dataclass(frozen=True)
+class WatchSnapshot:
+    """What the metrics are made of: the last run, the last finished run and its findings."""
+
+    last_run: RunRecord | None
+    last_finished: RunRecord | None
+    findings: FindingsDocument | None
+    drift_lines: int
+    interrupted_runs: int
+
+
+def render_metrics(snapshot: WatchSnapshot) -> str:
+    families: list[_Family] = []
+    last = snapshot.last_run
+    if last is not None:
+        run_label = {"run": last.id}
+        started = _timestamp(last.started)
+        families.append(
+            _Family(
+                "last_run_start_timestamp_seconds",
+                "gauge",
+                "Unix time at which the newest run started.",
+                [(run_label, started or 0)],
+            )
+        )
+        families.append(
+            _Family(
+                "last_run_success",
+                "gauge",
+                "1 if the newest run finished and wrote its findings, else 0.",
+                [
+                    (
+                        {**run_label, "state": last.state.value},
+                        1 if last.state is RunState.FINISHED else 0,
+                    )
+                ],
+            )
+        )
+    done = snapshot.last_finished
+    if done is not None:
+        label = {"run": done.id}
+        families.append(
+            _Family(
+                "last_finished_timestamp_seconds",
+                "gauge",
+                "Unix time at which the newest finished run ended.",
+                [(label, _timestamp(done.finished) or 0)],
+            )
+        )
+        families.append(
+            _Family(
+                "last_run_duration_seconds",
+                "gauge",
+                "Duration in seconds of the newest finished run.",
+                [(label, done.duration_seconds or 0)],
+            )
+        )
+    if snapshot.findings is not None:
+        families.append(_verdict_family(snapshot.findings))
+    families.append(
+        _Family(
+            "verdict_changes_total",
+            "counter",
+            "Verdict changes recorded in drift.jsonl.",
+            [({}, snapshot.drift_lines)],
+        )
+    )
+    families.append(
+        _Family(
+            "interrupted_runs",
+            "gauge",
+            "Runs kept in the state folder that were interrupted before finishing.",
+            [({}, snapshot.interrupted_runs)],
+        )
+    )
+    lines = [line for family in families for line in family.render()]
+    return "\n".join(lines) + "\n"
+
+
+def _verdict_family(document: FindingsDocument) -> _Family:
+    counts = Counter((f.control, f.status) for f in document.findings)
+    controls = sorted({f.control for f in document.findings})
+    samples: list[tuple[dict[str, str], float]] = [
+        ({"control": control, "status": status.value}, counts.get((control, status), 0))
+        for control in controls
+        for status in Status
+    ]
+    return _Family(
+        "findings", "gauge", "Findings of the newest finished run, per control and status.", samples
+    )
+
+
+def write_metrics(path: Path, snapshot: WatchSnapshot) -> None:
+    write_text_atomically(path, render_metrics(snapshot), mode=0o644)
