@@ -265,6 +265,15 @@ def _host_keys_rule() -> FactRule:
     return FactRule("host_keys", steps, _build_host_keys)
 
 
+#: grep -s: unreadable or absent files are skipped quietly (chrony.keys is root-only and is
+#: never printed: no line of it starts with a source keyword).
+TIME_SOURCES_COMMAND = (
+    "grep -rHns -E '^[[:space:]]*(server|pool|peer|refclock|NTP|FallbackNTP|servers)"
+    "([[:space:]]|=)' /etc/chrony /etc/systemd/timesyncd.conf /etc/systemd/timesyncd.conf.d "
+    "/etc/ntpsec /etc/ntp.conf /etc/openntpd || true"
+)
+
+
 DEFAULT_PLAN = HostPlan(
     rules=(
         single("interfaces", "ip -j addr show", parse_ip_addr, "iproute2"),
@@ -317,6 +326,11 @@ DEFAULT_PLAN = HostPlan(
             LARGE_OUTPUT,
         ),
         raw("commands:proc-modules", "cat /proc/modules"),
+        # Built-in modules with parameters appear here and not in /proc/modules; a kernel
+        # without loadable-module support has no /proc/modules at all.
+        raw("commands:sys-module-listing", "ls /sys/module"),
+        # No "usb" bus here: the kernel has no USB subsystem.
+        raw("commands:sys-bus-listing", "ls /sys/bus"),
         raw("commands:usbguard-rules", "sudo -n /usr/bin/usbguard list-rules", "usbguard"),
         raw(
             "files:/etc/usbguard/usbguard-daemon.conf",
@@ -330,9 +344,25 @@ DEFAULT_PLAN = HostPlan(
         raw("commands:lsblk", "lsblk -J -o NAME,RM,RO,TYPE,MOUNTPOINT,TRAN", "lsblk"),
         raw("commands:findmnt", "findmnt -J", "findmnt"),
         raw("commands:var-log-listing", "ls /var/log"),
+        # sshd's effective configuration (LogLevel, SyslogFacility): root reads the host keys.
+        raw("commands:sshd-effective-config", "sudo -n /usr/sbin/sshd -T"),
+        # Every sudoers Defaults line with its file and line number (sudo logging); the
+        # sudoers.d files are readable by root only.
+        raw(
+            "commands:sudoers-defaults",
+            "sudo -n /usr/bin/grep -rHn Defaults /etc/sudoers /etc/sudoers.d",
+        ),
+        # Time sources configured for chrony, systemd-timesyncd, ntpd/ntpsec or OpenNTPD, with
+        # file and line. Absent files are normal (one client is installed, not all of them), so
+        # a missing path must not fail the command: "|| true", and an empty answer means none.
+        raw("commands:time-sources", TIME_SOURCES_COMMAND),
     ),
     folders=(
         FolderRule("/etc/modprobe.d", "modprobe.d-listing"),
+        # modprobe also reads the distribution's defaults; a line there may decide a module.
+        FolderRule("/lib/modprobe.d", "lib-modprobe.d-listing"),
+        # udev rules can authorise USB devices behind USBGuard's back (ATTR{authorized}="1").
+        FolderRule("/etc/udev/rules.d", "udev-rules.d-listing"),
         FolderRule("/etc/systemd/journald.conf.d", "journald.conf.d-listing"),
         FolderRule("/etc/rsyslog.d", "rsyslog.d-listing"),
     ),
