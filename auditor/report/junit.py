@@ -1,0 +1,104 @@
+"""JUnit XML of the findings, for pipelines that only understand test reports.
+
+One test suite per control, one test case per subject: a fail is a ``<failure>``, an
+inconclusive verdict an ``<error>`` (the check could not complete: the pipeline must not read
+it as a pass), not-applicable is ``<skipped>``. Evidence hashes go to ``<system-out>``.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections import Counter
+from pathlib import Path
+
+from auditor.findings import Finding, Status
+from auditor.report.run import StoredRun, sorted_findings
+
+JUNIT_FILE = "findings.junit.xml"
+
+
+def _case(finding: Finding) -> ET.Element:
+    case = ET.Element(
+        "testcase", {"classname": finding.control, "name": finding.subject, "time": "0"}
+    )
+    details = _details(finding)
+    if finding.status is Status.FAIL:
+        failure = ET.SubElement(case, "failure", {"message": finding.summary, "type": "fail"})
+        failure.text = details
+    elif finding.status is Status.INCONCLUSIVE:
+        error = ET.SubElement(
+            case,
+            "error",
+            {"message": finding.reason or finding.summary, "type": "inconclusive"},
+        )
+        error.text = details
+    elif finding.status is Status.NOT_APPLICABLE:
+        ET.SubElement(case, "skipped", {"message": finding.summary})
+    out = ET.SubElement(case, "system-out")
+    out.text = "\n".join(["evidence:", *finding.evidence]) if finding.evidence else "no evidence"
+    return case
+
+
+def _details(finding: Finding) -> str:
+    lines = [finding.summary, finding.summary_ja]
+    if finding.expected:
+        lines.append(f"expected: {finding.expected}")
+    if finding.actual:
+        lines.append(f"actual: {finding.actual}")
+    if finding.model:
+        lines.append(f"model: {finding.model.status.value}: {finding.model.detail}")
+    if finding.empirical:
+        lines.append(f"probe: {finding.empirical.status.value}: {finding.empirical.detail}")
+    if finding.disagreement:
+        lines.append(f"disagreement: {finding.disagreement}")
+    for number, hop in enumerate(finding.path, start=1):
+        where = f" ({hop.network})" if hop.network else ""
+        lines.append(f"hop {number}: {hop.host} {hop.direction}{where}: {hop.rule or '?'}")
+    return "\n".join(line for line in lines if line)
+
+
+def _suite(control: str, findings: list[Finding], timestamp: str) -> ET.Element:
+    counts = Counter(f.status for f in findings)
+    suite = ET.Element(
+        "testsuite",
+        {
+            "name": control,
+            "tests": str(len(findings)),
+            "failures": str(counts[Status.FAIL]),
+            "errors": str(counts[Status.INCONCLUSIVE]),
+            "skipped": str(counts[Status.NOT_APPLICABLE]),
+            "time": "0",
+            "timestamp": timestamp,
+        },
+    )
+    suite.extend(_case(f) for f in findings)
+    return suite
+
+
+def build_junit(run: StoredRun) -> ET.ElementTree[ET.Element]:
+    findings = sorted_findings(run.findings, run.controls)
+    by_control: dict[str, list[Finding]] = {}
+    for finding in findings:
+        by_control.setdefault(finding.control, []).append(finding)
+    counts = Counter(f.status for f in findings)
+    root = ET.Element(
+        "testsuites",
+        {
+            "name": f"anon-infra-auditor {run.run_id}",
+            "tests": str(len(findings)),
+            "failures": str(counts[Status.FAIL]),
+            "errors": str(counts[Status.INCONCLUSIVE]),
+            "skipped": str(counts[Status.NOT_APPLICABLE]),
+            "time": f"{sum(run.document.run.phases.values()):.3f}",
+        },
+    )
+    timestamp = run.document.run.started
+    root.extend(_suite(control, items, timestamp) for control, items in by_control.items())
+    ET.indent(root)
+    return ET.ElementTree(root)
+
+
+def write_junit(run: StoredRun) -> Path:
+    path = run.run_dir / JUNIT_FILE
+    build_junit(run).write(path, encoding="utf-8", xml_declaration=True)
+    return path
