@@ -1,22 +1,28 @@
 """Offline verification of a run's evidence: is everything there, unchanged, and in order?
 
 Each check is a function over the index records and a ``RunFiles`` view of the run, and
-returns the problems it found, each naming the artifact or file and what is wrong. Only
-``DirectoryRun`` exists today; a signed bundle (a zip whose manifest carries an Ed25519
-signature) needs another ``RunFiles`` implementation plus a signature check, and reuses every
-check here unchanged.
+returns the problems it found, each naming the artifact or file and what is wrong. A run is a
+folder (``DirectoryRun``) or a certification bundle, a zip (``ZipRun``) whose
+``bundle/manifest.json`` lists every file's SHA-256 and carries an Ed25519 signature: the same
+evidence checks run over both, plus the bundle checks (every file listed and unchanged, nothing
+added, the signature valid, by the trusted key when one is given).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import hashlib
 import json
+import re
 import sqlite3
+import tempfile
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from auditor.evidence import (
@@ -40,6 +46,16 @@ from auditor.evidence import (
 )
 
 FINDINGS_FILE = "findings.json"
+
+# The certification bundle's own files (written by auditor/bundle.py, defined here, where they
+# are checked).
+BUNDLE_FORMAT = "anon-infra-auditor-bundle/1"
+BUNDLE_DIR = "bundle"
+BUNDLE_MANIFEST = f"{BUNDLE_DIR}/manifest.json"
+BUNDLE_SIGNATURE = f"{BUNDLE_DIR}/manifest.sig"
+BUNDLE_PUBLIC_KEY = f"{BUNDLE_DIR}/public-key.pem"
+BUNDLE_OWN_FILES = frozenset({BUNDLE_MANIFEST, BUNDLE_SIGNATURE, BUNDLE_PUBLIC_KEY})
+_REPORT_FINGERPRINT = re.compile(rb'<meta name="signer-fingerprint" content="([^"]*)">')
 
 # SQLite's own companions of the index: present while a run is live or after a crash.
 _INDEX_COMPANIONS = frozenset(f"{INDEX_FILE}{suffix}" for suffix in ("-wal", "-shm", "-journal"))
@@ -105,6 +121,68 @@ class DirectoryRun:
         yield self.root / INDEX_FILE
 
 
+class ZipRun:
+    """A certification bundle, read in place: nothing is extracted but the index, which SQLite
+    needs as a file. Entries that could escape a folder on extraction are refused."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._zip = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise NotARunError(f"{path} is not a readable zip: {exc}") from exc
+        self.entry_problems: list[Problem] = []
+        self._files: dict[str, zipfile.ZipInfo] = {}
+        for info in self._zip.infolist():
+            self._admit(info)
+
+    def _admit(self, info: zipfile.ZipInfo) -> None:
+        name = info.filename
+        if info.is_dir():
+            return
+        pure = PurePosixPath(name)
+        if pure.is_absolute() or ".." in pure.parts or "\\" in name or not name:
+            self.entry_problems.append(Problem("bundle", name, "unsafe entry name (refused)"))
+        elif (info.external_attr >> 16) & 0o170000 == 0o120000:
+            self.entry_problems.append(Problem("bundle", name, "symbolic link entry (refused)"))
+        elif name in self._files:
+            self.entry_problems.append(Problem("bundle", name, "entry appears twice in the zip"))
+        else:
+            self._files[name] = info
+
+    def close(self) -> None:
+        self._zip.close()
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def exists(self, rel: str) -> bool:
+        return rel in self._files
+
+    def read_bytes(self, rel: str) -> bytes:
+        return self._zip.read(self._files[rel])
+
+    def digest(self, rel: str) -> tuple[str, int]:
+        digest = hashlib.sha256()
+        with self._zip.open(self._files[rel]) as handle:
+            # Chunked: an object (a packet capture) may be large.
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest(), self._files[rel].file_size
+
+    def list_files(self, under: str) -> list[str]:
+        prefix = f"{under.rstrip('/')}/" if under else ""
+        return sorted(name for name in self._files if name.startswith(prefix))
+
+    @contextlib.contextmanager
+    def index_file(self) -> Iterator[Path]:
+        with tempfile.TemporaryDirectory(prefix="auditor-verify-") as tmp:
+            target = Path(tmp) / "index.sqlite"
+            target.write_bytes(self.read_bytes(INDEX_FILE) if self.exists(INDEX_FILE) else b"")
+            yield target
+
+
 # -- the report -----------------------------------------------------------------------------
 
 
@@ -131,6 +209,12 @@ class VerificationReport:
     findings_present: bool = False
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  #: not problems, worth knowing
+    bundle: bool = False  #: a certification bundle (zip, or an unzipped one) was checked
+    bundle_files: int = 0  #: files listed in the bundle manifest
+    signed: bool = False
+    signer_fingerprint: str | None = None
+    #: True when the signer is the trusted key given; None when no trusted key was given
+    trusted: bool | None = None
 
     @property
     def intact(self) -> bool:
@@ -156,6 +240,54 @@ def verify_run(path: Path) -> VerificationReport:
     if not is_run(path):
         raise NotARunError(f"{path} is not a run folder: no {INDEX_FILE}")
     return verify_files(DirectoryRun(path))
+
+
+def is_bundle(path: Path) -> bool:
+    return path.is_file() and zipfile.is_zipfile(path)
+
+
+def verify_path(path: Path, *, trusted_fingerprint: str | None = None) -> VerificationReport:
+    """Verify a run folder, an unzipped bundle or a bundle zip.
+
+    ``trusted_fingerprint`` ("SHA256:<hex>") is the key the verifier expects the bundle to be
+    signed with, learnt from the auditor by another channel: without it a valid signature only
+    shows that the bundle is as its signer sealed it, not who that was. Raises NotARunError
+    when ``path`` is neither.
+    """
+    if is_bundle(path):
+        zipped = ZipRun(path)
+        try:
+            return _verify_bundle(zipped, zipped.entry_problems, trusted_fingerprint)
+        finally:
+            zipped.close()
+    if not is_run(path):
+        raise NotARunError(f"{path} is neither a run folder nor a bundle")
+    directory = DirectoryRun(path)
+    if directory.exists(BUNDLE_MANIFEST):
+        return _verify_bundle(directory, [], trusted_fingerprint)
+    report = verify_files(directory)
+    if trusted_fingerprint is not None:
+        report.trusted = False
+        report.problems.append(
+            Problem("signature", "run", "a trusted key was given but this is no signed bundle")
+        )
+    return report
+
+
+def _verify_bundle(
+    files: RunFiles, entry_problems: list[Problem], trusted_fingerprint: str | None
+) -> VerificationReport:
+    report = verify_files(files)
+    report.bundle = True
+    report.problems[:0] = entry_problems
+    manifest = _read_bundle_manifest(files, report)
+    if manifest is not None:
+        report.problems += check_bundle_files(files, manifest)
+        report.problems += check_signature(files, manifest, report, trusted_fingerprint)
+        report.problems += check_report_fingerprints(files, report.signer_fingerprint)
+    elif trusted_fingerprint is not None:
+        report.trusted = False
+    return report
 
 
 def verify_files(files: RunFiles) -> VerificationReport:
@@ -451,17 +583,177 @@ def _cited_refs(value: Any) -> list[Any]:
     return cited
 
 
+# -- the bundle checks ----------------------------------------------------------------------
+
+
+def _read_bundle_manifest(files: RunFiles, report: VerificationReport) -> dict[str, Any] | None:
+    if not files.exists(BUNDLE_MANIFEST):
+        report.problems.append(Problem("bundle", BUNDLE_MANIFEST, "missing: this is no bundle"))
+        return None
+    try:
+        manifest = json.loads(files.read_bytes(BUNDLE_MANIFEST))
+    except (ValueError, UnicodeDecodeError) as exc:
+        report.problems.append(Problem("bundle", BUNDLE_MANIFEST, f"not valid JSON: {exc}"))
+        return None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
+        report.problems.append(Problem("bundle", BUNDLE_MANIFEST, "has no list of files"))
+        return None
+    if manifest.get("format") != BUNDLE_FORMAT:
+        report.problems.append(
+            Problem(
+                "bundle",
+                BUNDLE_MANIFEST,
+                f"format {manifest.get('format')!r} is not {BUNDLE_FORMAT}",
+            )
+        )
+    if report.run_id is not None and manifest.get("run_id") != report.run_id:
+        report.problems.append(
+            Problem(
+                "bundle",
+                BUNDLE_MANIFEST,
+                f"run id {manifest.get('run_id')!r} is not the evidence's {report.run_id!r}",
+            )
+        )
+    report.bundle_files = len(manifest["files"])
+    return manifest
+
+
+def check_bundle_files(files: RunFiles, manifest: Mapping[str, Any]) -> list[Problem]:
+    """Every listed file is there with its hash and size; every file there is listed."""
+    problems: list[Problem] = []
+    listed: dict[str, Mapping[str, Any]] = {}
+    for entry in manifest["files"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            problems.append(Problem("bundle", BUNDLE_MANIFEST, f"malformed file entry {entry!r}"))
+            continue
+        listed[entry["path"]] = entry
+    for rel, entry in sorted(listed.items()):
+        if not files.exists(rel):
+            problems.append(Problem("bundle", rel, "listed in the bundle manifest, but missing"))
+            continue
+        actual, size = files.digest(rel)
+        if actual != entry.get("sha256"):
+            problems.append(
+                Problem(
+                    "bundle",
+                    rel,
+                    f"changed: it hashes to {actual}, the manifest says {entry.get('sha256')}",
+                )
+            )
+        elif size != entry.get("size"):
+            problems.append(
+                Problem(
+                    "bundle", rel, f"size {size} differs from the manifest's {entry.get('size')}"
+                )
+            )
+    for rel in files.list_files(""):
+        if rel not in listed and rel not in BUNDLE_OWN_FILES:
+            problems.append(Problem("bundle", rel, "not listed in the bundle manifest (added)"))
+    return problems
+
+
+def check_signature(
+    files: RunFiles,
+    manifest: Mapping[str, Any],
+    report: VerificationReport,
+    trusted_fingerprint: str | None,
+) -> list[Problem]:
+    """The manifest's signature verifies with the bundle's key, and that key is the trusted one."""
+    # Imported here: verifying a plain run folder needs no cryptography.
+    from auditor.signing import SigningKeyError, fingerprint, load_public_key, signature_valid
+
+    if not files.exists(BUNDLE_SIGNATURE):
+        report.notes.append(
+            "the bundle is not signed: its hashes show that it is consistent, not who sealed it"
+        )
+        if trusted_fingerprint is not None:
+            report.trusted = False
+            return [Problem("signature", BUNDLE_SIGNATURE, "missing, but a trusted key was given")]
+        return []
+    if not files.exists(BUNDLE_PUBLIC_KEY):
+        return [Problem("signature", BUNDLE_PUBLIC_KEY, "missing: the signature cannot be checked")]
+    try:
+        key = load_public_key(files.read_bytes(BUNDLE_PUBLIC_KEY), BUNDLE_PUBLIC_KEY)
+        signature = base64.b64decode(files.read_bytes(BUNDLE_SIGNATURE).strip(), validate=True)
+    except (SigningKeyError, binascii.Error, ValueError) as exc:
+        return [Problem("signature", BUNDLE_SIGNATURE, f"unreadable: {exc}")]
+    report.signer_fingerprint = fingerprint(key)
+    problems = []
+    if signature_valid(key, signature, files.read_bytes(BUNDLE_MANIFEST)):
+        report.signed = True
+    else:
+        problems.append(
+            Problem(
+                "signature",
+                BUNDLE_MANIFEST,
+                "the signature does not verify with the bundle's public key (the manifest was "
+                "changed after signing, or signed by another key)",
+            )
+        )
+    if manifest.get("signer_fingerprint") != report.signer_fingerprint:
+        problems.append(
+            Problem(
+                "signature",
+                BUNDLE_PUBLIC_KEY,
+                f"the manifest names the signer {manifest.get('signer_fingerprint')!r}, the "
+                f"bundle's key is {report.signer_fingerprint}",
+            )
+        )
+    if trusted_fingerprint is not None:
+        report.trusted = report.signed and report.signer_fingerprint == trusted_fingerprint
+        if report.signer_fingerprint != trusted_fingerprint:
+            problems.append(
+                Problem(
+                    "signature",
+                    BUNDLE_PUBLIC_KEY,
+                    f"signed by {report.signer_fingerprint}, not by the trusted key "
+                    f"{trusted_fingerprint}",
+                )
+            )
+    return problems
+
+
+def check_report_fingerprints(files: RunFiles, signer: str | None) -> list[Problem]:
+    """The HTML reports name the key the bundle is signed with."""
+    problems = []
+    for rel in files.list_files(""):
+        if "/" in rel or not (rel.startswith("report.") and rel.endswith(".html")):
+            continue
+        match = _REPORT_FINGERPRINT.search(files.read_bytes(rel))
+        named = match.group(1).decode("utf-8", "replace") if match else None
+        if named != signer:
+            problems.append(
+                Problem(
+                    "signature",
+                    rel,
+                    f"the report names the signer {named!r}, the bundle is signed by {signer!r}",
+                )
+            )
+    return problems
+
+
 __all__ = [
+    "BUNDLE_FORMAT",
+    "BUNDLE_MANIFEST",
+    "BUNDLE_OWN_FILES",
+    "BUNDLE_PUBLIC_KEY",
+    "BUNDLE_SIGNATURE",
     "DirectoryRun",
     "Problem",
     "RunFiles",
     "VerificationReport",
+    "ZipRun",
+    "check_bundle_files",
     "check_chain",
     "check_findings",
     "check_manifest",
     "check_objects",
+    "check_report_fingerprints",
     "check_sequence",
+    "check_signature",
+    "is_bundle",
     "is_run",
     "verify_files",
+    "verify_path",
     "verify_run",
 ]

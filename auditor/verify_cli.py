@@ -1,6 +1,8 @@
-"""``auditor verify DIR``: check a run's evidence offline and say plainly what is wrong.
+"""``auditor verify DIR_OR_BUNDLE``: check a run's evidence (and a bundle's hashes and
+signature) offline and say plainly what is wrong.
 
-Exit codes: 0 intact, 1 any problem, 3 the folder is not a run (ExitCode names them).
+Exit codes: 0 intact, 1 any problem, 3 not a run or bundle, or an unreadable trusted key
+(ExitCode names them).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from rich.table import Table
 
 from auditor.evidence import NotARunError
 from auditor.exitcodes import ExitCode
-from auditor.verify import VerificationReport, verify_run
+from auditor.verify import VerificationReport, verify_path
 
 
 def register(app: typer.Typer) -> None:
@@ -23,17 +25,54 @@ def register(app: typer.Typer) -> None:
 
 
 def verify_command(
-    run: Annotated[Path, typer.Argument(help="The run folder written by `auditor audit --out`.")],
+    run: Annotated[
+        Path,
+        typer.Argument(
+            help="A run folder (auditor audit --out), or a bundle zip (auditor bundle)."
+        ),
+    ],
+    trusted_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--trusted-key",
+            help="The auditor's public key (PEM, KEY.pub): the bundle must be signed by it.",
+        ),
+    ] = None,
+    trusted_fingerprint: Annotated[
+        str | None,
+        typer.Option(
+            "--trusted-fingerprint",
+            help="The auditor's key fingerprint (SHA256:…), as an alternative to --trusted-key.",
+        ),
+    ] = None,
 ) -> None:
-    """Check the evidence, its hash chain, the manifest and the findings' references offline."""
+    """Check the evidence, its hash chain, the manifest, the findings' references and, for a
+    bundle, every file's hash and the signature, offline."""
     console = Console()
     try:
-        report = verify_run(run)
-    except NotARunError as exc:
-        console.print(f"[bold red]not a run:[/] {exc}")
+        expected = _trusted(trusted_key, trusted_fingerprint)
+        report = verify_path(run, trusted_fingerprint=expected)
+    except (NotARunError, ValueError) as exc:
+        console.print(f"[bold red]cannot verify:[/] {exc}")
         raise typer.Exit(ExitCode.CANNOT_RUN) from exc
     render(report, console)
     raise typer.Exit(ExitCode.OK if report.intact else ExitCode.FAIL)
+
+
+def _trusted(key_file: Path | None, fingerprint_text: str | None) -> str | None:
+    """The trusted fingerprint from a key file or as given; ValueError when unusable."""
+    from auditor.signing import SigningKeyError, fingerprint, load_public_key
+
+    if key_file is not None and fingerprint_text is not None:
+        raise ValueError("give --trusted-key or --trusted-fingerprint, not both")
+    if key_file is not None:
+        try:
+            return fingerprint(load_public_key(key_file.read_bytes(), str(key_file)))
+        except (OSError, SigningKeyError) as exc:
+            raise ValueError(f"trusted key {key_file}: {exc}") from exc
+    if fingerprint_text is not None and not fingerprint_text.startswith("SHA256:"):
+        raise ValueError(f"a fingerprint looks like SHA256:<hex>, not {fingerprint_text!r}")
+    return fingerprint_text
 
 
 def render(report: VerificationReport, console: Console) -> None:
@@ -46,6 +85,9 @@ def render(report: VerificationReport, console: Console) -> None:
     summary.add_row("closed", "yes" if report.closed else "no (interrupted or still running)")
     summary.add_row("manifest", "present" if report.manifest_present else "absent")
     summary.add_row("findings.json", "present" if report.findings_present else "absent")
+    if report.bundle:
+        summary.add_row("bundle files", str(report.bundle_files))
+        summary.add_row("signature", _signature_line(report))
     console.print(summary)
     for note in report.notes:
         console.print(f"[yellow]note:[/] {note}")
@@ -57,6 +99,15 @@ def render(report: VerificationReport, console: Console) -> None:
         problems.add_row(problem.check, problem.subject, problem.message)
     console.print(problems)
     console.print(f"[bold red]NOT INTACT[/]: {len(report.problems)} problem(s)")
+
+
+def _signature_line(report: VerificationReport) -> str:
+    if not report.signed:
+        return "none valid"
+    line = f"valid, by key {report.signer_fingerprint}"
+    if report.trusted is None:
+        return line + " (no trusted key given: compare this fingerprint with the auditor's)"
+    return line + (" (the trusted key)" if report.trusted else " (NOT the trusted key)")
 
 
 __all__ = ["register", "render", "verify_command"]
