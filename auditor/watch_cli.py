@@ -302,3 +302,15 @@ def register(app: typer.Typer) -> None:
     app.command("watch")(watch_command)
     app.command("history")(history_command)
     app.command("diff")(diff_command)
+
+
+def main() -> None:
+    """``python -m auditor.watch_cli``: the three commands on their own, as `auditor` runs them."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    register(app)
+    app()
+
+
+if __name__ == "__main__":
+    main()
