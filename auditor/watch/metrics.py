@@ -64,51 +64,47 @@ class WatchSnapshot:
 
 
 def render_metrics(snapshot: WatchSnapshot) -> str:
+    # Run ids appear only in the info metric: as a label on every gauge they would start a new
+    # series at each run and grow the time-series database without bound.
     families: list[_Family] = []
     last = snapshot.last_run
     if last is not None:
-        run_label = {"run": last.id}
-        started = _timestamp(last.started)
-        families.append(
+        families += [
+            _Family(
+                "last_run_info",
+                "gauge",
+                "The newest run: its id and state (always 1).",
+                [({"run": last.id, "state": last.state.value}, 1)],
+            ),
             _Family(
                 "last_run_start_timestamp_seconds",
                 "gauge",
                 "Unix time at which the newest run started.",
-                [(run_label, started or 0)],
-            )
-        )
-        families.append(
+                [({}, _timestamp(last.started) or 0)],
+            ),
             _Family(
                 "last_run_success",
                 "gauge",
                 "1 if the newest run finished and wrote its findings, else 0.",
-                [
-                    (
-                        {**run_label, "state": last.state.value},
-                        1 if last.state is RunState.FINISHED else 0,
-                    )
-                ],
-            )
-        )
+                [({}, 1 if last.state is RunState.FINISHED else 0)],
+            ),
+        ]
     done = snapshot.last_finished
     if done is not None:
-        label = {"run": done.id}
-        families.append(
+        families += [
             _Family(
                 "last_finished_timestamp_seconds",
                 "gauge",
                 "Unix time at which the newest finished run ended.",
-                [(label, _timestamp(done.finished) or 0)],
-            )
-        )
-        families.append(
+                [({}, _timestamp(done.finished) or 0)],
+            ),
             _Family(
                 "last_run_duration_seconds",
                 "gauge",
                 "Duration in seconds of the newest finished run.",
-                [(label, done.duration_seconds or 0)],
-            )
-        )
+                [({}, done.duration_seconds or 0)],
+            ),
+        ]
     if snapshot.findings is not None:
         families.append(_verdict_family(snapshot.findings))
     families.append(

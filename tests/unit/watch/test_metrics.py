@@ -38,14 +38,16 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def test_metrics_parse_and_carry_times_duration_and_counts() -> None:
     text = render_metrics(_snapshot())
     samples = _samples(text)
-    assert samples[("auditor_watch_last_run_duration_seconds", (("run", "r1"),))] == 42.5
+    assert samples[("auditor_watch_last_run_duration_seconds", ())] == 42.5
+    finished_at = (T0 + timedelta(seconds=42.5)).timestamp()
+    assert samples[("auditor_watch_last_finished_timestamp_seconds", ())] == finished_at
     assert (
-        samples[("auditor_watch_last_finished_timestamp_seconds", (("run", "r1"),))]
-        == (T0 + timedelta(seconds=42.5)).timestamp()
+        samples[("auditor_watch_last_run_start_timestamp_seconds", ())]
+        == (T0 + timedelta(minutes=5)).timestamp()
     )
-    assert (
-        samples[("auditor_watch_last_run_success", (("run", "r2"), ("state", "interrupted")))] == 0
-    )
+    assert samples[("auditor_watch_last_run_success", ())] == 0
+    info = ("auditor_watch_last_run_info", (("run", "r2"), ("state", "interrupted")))
+    assert samples[info] == 1
     counts = {
         (dict(k[1])["control"], dict(k[1])["status"]): v
         for k, v in samples.items()
