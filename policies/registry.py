@@ -6,6 +6,7 @@ here and every check a control file.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from auditor.findings import Finding
@@ -13,13 +14,20 @@ from policies.checks import (
     external_links_leased_or_vpn,
     inventory_complete,
     links_encrypted,
+    no_remote_control_software,
+    operation_logging,
     proc_egress_only_via_gateways,
     recv_no_outbound,
     send_no_inbound,
     send_separate_host,
+    terminal_removable_media_blocked,
+    unauthorized_access_prevention,
 )
+from policies.checks.common import inconclusive, subjects_of, to_finding
 from policies.context import AuditContext
 from policies.model import Control, load_controls
+
+log = logging.getLogger(__name__)
 
 Check = Callable[[AuditContext, Control], list[Finding]]
 
@@ -31,12 +39,38 @@ CHECKS: dict[str, Check] = {
     "external-links-leased-or-vpn": external_links_leased_or_vpn.check,
     "links-encrypted": links_encrypted.check,
     "inventory-complete": inventory_complete.check,
+    "terminal-removable-media-blocked": terminal_removable_media_blocked.check,
+    "unauthorized-access-prevention": unauthorized_access_prevention.check,
+    "operation-logging": operation_logging.check,
+    "no-remote-control-software": no_remote_control_software.check,
 }
 
 
 def evaluate_all(ctx: AuditContext) -> list[Finding]:
-    """Every shipped control judged against the context, in control-file order."""
+    """Every shipped control judged against the context, in control-file order.
+
+    A control without a check, or whose check fails outright, is judged inconclusive for
+    every subject with the reason: never silently left out of the findings.
+    """
     findings: list[Finding] = []
     for control_id, control in load_controls().items():
-        findings += CHECKS[control_id](ctx, control)
+        check = CHECKS.get(control_id)
+        try:
+            if check is None:
+                raise LookupError(f"no check is registered for control {control_id}")
+            findings += check(ctx, control)
+        except Exception as exc:
+            log.exception("control %s could not be judged", control_id)
+            findings += unjudged(ctx, control, f"{type(exc).__name__}: {exc}")
     return findings
+
+
+def unjudged(ctx: AuditContext, control: Control, why: str) -> list[Finding]:
+    outcome = inconclusive(
+        f"{control.id} could not be judged: {why}", f"{control.id} を判定できなかった: {why}"
+    )
+    try:
+        subjects = subjects_of(ctx, control)
+    except Exception:
+        subjects = ["(all)"]
+    return [to_finding(control, subject, outcome) for subject in subjects]

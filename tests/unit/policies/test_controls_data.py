@@ -18,6 +18,10 @@ ARCHITECTURE_IDS = {
     "external-links-leased-or-vpn": "第4号ニ(1)",
     "links-encrypted": "第4号ニ(4)",
     "inventory-complete": "第4号ホ",
+    "terminal-removable-media-blocked": "第3号ハ",
+    "unauthorized-access-prevention": "第4号イ",
+    "operation-logging": "第4号ロ",
+    "no-remote-control-software": "第4号ハ",
 }
 
 

@@ -1,0 +1,257 @@
+"""unauthorized-access-prevention (第4号イ): default-deny input, no unexpected listening service.
+
+Model, from the compiled firewall and the topology:
+- *default-deny*, per address family: a new connection (any protocol) arriving on any interface
+  but loopback that no rule explicitly accepts is dropped. Concretely, no part of that packet
+  space is accepted by falling through to a base chain's ``policy accept`` (or by the absence
+  of any input base chain). A base chain with ``policy drop``, or a final catch-all drop rule,
+  both satisfy it; explicit accept rules are judged by the second point.
+- every listening socket not bound to loopback is reachable (``listener_exposure``) only from
+  networks and tunnels the inventory declares for that port (``services[].from``).
+Probe: the scans of each network the host is on (from the auditor's own address there, and
+from outside vantage points) find no open port the inventory does not declare for that network.
+A pass needs both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from auditor.findings import Finding, Hop, Judgement, Status
+from auditor.inventory import HostDef
+from policies.checks.common import Outcome, combine, judge_each, missing_parts
+from policies.context import AuditContext
+from policies.model import Control
+from probes.facts import HostFacts
+from topology.fields import NameSet
+from topology.firewall import Firewall, Hook, Verdict
+from topology.firewall import Outcome as FirewallOutcome
+from topology.reach import Reachability, listener_exposure
+from topology.space import PacketSpace
+
+#: The facts the model side rests on.
+MODEL_FACTS = ("interfaces", "routes", "nftables", "listeners")
+
+
+@dataclass
+class Side:
+    judgement: Judgement
+    path: list[Hop] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
+
+
+def fact_refs(facts: HostFacts, names: tuple[str, ...]) -> list[str]:
+    """Evidence of these facts, parts included ("routes:v4", "routes:v6")."""
+    return [ref for key, ref in facts.evidence.items() if key.split(":", 1)[0] in names]
+
+
+def fact_problem(facts: HostFacts, name: str) -> str:
+    """Why a fact is missing, from its own error or those of its parts."""
+    reasons = [why for key, why in facts.errors.items() if key.split(":", 1)[0] == name]
+    return "; ".join(reasons) or "not collected"
+
+
+def check(ctx: AuditContext, control: Control) -> list[Finding]:
+    return judge_each(ctx, control, lambda host: _judge(ctx, host))
+
+
+def _judge(ctx: AuditContext, host: str) -> Outcome:
+    model = model_side(ctx, host)
+    probe = scan_side(ctx, host)
+    status, disagreement = combine(model.judgement, probe.judgement)
+    if status is Status.FAIL:
+        en = f"{host} admits access it should not: " + _failing_details(model, probe)
+        ja = f"{host} は想定外のアクセスを受け付ける: " + _failing_details(model, probe)
+    elif status is Status.PASS:
+        en = f"{host} filters input by default-deny and exposes only declared services"
+        ja = f"{host} の入力は既定拒否であり、宣言されたサービスのみが到達可能である"
+    else:
+        reason = missing_parts(model.judgement, probe.judgement)
+        en = f"cannot decide whether {host} prevents unauthorised access: {reason}"
+        ja = f"{host} の不正アクセス防止を判定できない: {reason}"
+    return Outcome(
+        status,
+        en,
+        ja,
+        expected=(
+            "input default-deny in IPv4 and IPv6; every listening service (loopback aside) "
+            "reachable only from the networks the inventory declares for it"
+        ),
+        actual=f"model: {model.judgement.detail} | probe: {probe.judgement.detail}",
+        reason=en if status is Status.INCONCLUSIVE else None,
+        model=model.judgement,
+        empirical=probe.judgement,
+        disagreement=disagreement,
+        path=model.path,
+        evidence=model.evidence + probe.evidence,
+    )
+
+
+def _failing_details(model: Side, probe: Side) -> str:
+    return "; ".join(
+        side.judgement.detail for side in (model, probe) if side.judgement.status is Status.FAIL
+    )
+
+
+# -- model --------------------------------------------------------------------------------------
+
+
+def model_side(ctx: AuditContext, host: str) -> Side:
+    facts = ctx.facts(host)
+    if facts is None:
+        return Side(Judgement(status=Status.INCONCLUSIVE, detail=ctx.collection_problem(host)))
+    evidence = fact_refs(facts, MODEL_FACTS)
+    lacking = [f"{n} ({fact_problem(facts, n)})" for n in MODEL_FACTS if getattr(facts, n) is None]
+    if lacking:
+        detail = f"{host}: missing " + ", ".join(lacking)
+        return Side(Judgement(status=Status.INCONCLUSIVE, detail=detail), [], evidence)
+    if ctx.topology is None or host not in ctx.topology.hosts:
+        detail = f"the topology could not be built: {ctx.topology_error or 'unknown reason'}"
+        return Side(Judgement(status=Status.INCONCLUSIVE, detail=detail), [], evidence)
+    firewall = ctx.topology.hosts[host].firewall
+    families = [default_deny(firewall, family) for family in (4, 6)]
+    exposure = undeclared_exposure(ctx, host)
+    failures = [f.detail for f in families if f.status is Status.FAIL]
+    failures += [exposure.judgement.detail] if exposure.judgement.status is Status.FAIL else []
+    if failures:
+        return Side(Judgement(status=Status.FAIL, detail="; ".join(failures)), exposure.path,
+                    evidence)  # fmt: skip
+    unsure = [f.detail for f in families if f.status is Status.INCONCLUSIVE]
+    unsure += [exposure.judgement.detail] if exposure.judgement.status is not Status.PASS else []
+    if unsure:
+        return Side(Judgement(status=Status.INCONCLUSIVE, detail="; ".join(unsure)), [], evidence)
+    detail = "; ".join([f.detail for f in families] + [exposure.judgement.detail])
+    return Side(Judgement(status=Status.PASS, detail=detail), [], evidence)
+
+
+def unsolicited_input(family: int) -> PacketSpace:
+    """New connections of any protocol arriving on any interface but loopback."""
+    return PacketSpace.new_connections(families=(family,)).where(iif=NameSet.all_but("lo"))
+
+
+def _falls_through(outcome: FirewallOutcome) -> bool:
+    """Accepted without any rule accepting it: no input base chain, or every chain's policy."""
+    return outcome.verdict is Verdict.ACCEPT and all(
+        step.ref.endswith(" policy") for step in outcome.steps
+    )
+
+
+def default_deny(firewall: Firewall, family: int) -> Judgement:
+    """Is the input hook default-deny for this family (see the module's docstring)?"""
+    name = f"IPv{family}"
+    if not firewall.known:
+        return Judgement(status=Status.INCONCLUSIVE, detail=f"{name}: no ruleset collected")
+    outcomes = firewall.evaluate(Hook.INPUT, unsolicited_input(family))
+    open_by_default = [o for o in outcomes if _falls_through(o)]
+    certain = [o for o in open_by_default if o.certain]
+    if certain:
+        how = certain[0].rule
+        sample = "; ".join(certain[0].origin.describe()[:2])
+        return Judgement(
+            status=Status.FAIL,
+            detail=f"{name} input is not default-deny: unmatched new connections are accepted "
+            f"({how}), e.g. {sample}",
+        )
+    if open_by_default:
+        reasons = "; ".join(open_by_default[0].reasons[:2]) or "rules not modelled"
+        return Judgement(
+            status=Status.INCONCLUSIVE,
+            detail=f"{name}: unmatched new connections may be accepted by policy ({reasons})",
+        )
+    if not any(o.verdict is Verdict.DROP for o in outcomes):
+        return Judgement(status=Status.FAIL, detail=f"{name} input drops nothing")
+    drops = sorted({o.rule for o in outcomes if o.verdict is Verdict.DROP})
+    return Judgement(
+        status=Status.PASS, detail=f"{name} input default-deny ({', '.join(drops[:2])})"
+    )
+
+
+def declared_sources(definition: HostDef, proto: str, port: int) -> set[str]:
+    """The networks and tunnels the inventory declares a service on this port for."""
+    return {
+        source
+        for service in definition.services
+        if service.proto == proto and service.port == port
+        for source in service.sources
+    }
+
+
+def undeclared_exposure(ctx: AuditContext, host: str) -> Side:
+    """Listening sockets reachable from a segment the inventory does not declare for them."""
+    assert ctx.topology is not None
+    exposures = listener_exposure(ctx.topology, host)
+    if exposures is None:
+        return Side(Judgement(status=Status.INCONCLUSIVE, detail="listeners not collected"))
+    definition = ctx.inventory.hosts[host]
+    certain: list[str] = []
+    uncertain: list[str] = []
+    path: list[Hop] = []
+    exposed = 0
+    for exposure in exposures:
+        result = exposure.result
+        if result.reachable is Reachability.NO:
+            continue
+        exposed += 1
+        listener = exposure.listener
+        allowed = declared_sources(definition, listener.proto, listener.port)
+        if exposure.segment in allowed:
+            continue
+        text = (
+            f"{listener.proto}/{listener.port} ({listener.process or 'unknown process'} on "
+            f"{listener.address}) reachable from {exposure.segment}, declared for "
+            f"{', '.join(sorted(allowed)) or 'nothing'}"
+        )
+        if result.reachable is Reachability.YES:
+            certain.append(text)
+            if not path and result.paths:
+                path = list(result.paths[0].hops)
+        else:
+            uncertain.append(text + " (uncertain)")
+    if certain:
+        detail = "undeclared exposure: " + "; ".join(certain[:6])
+        return Side(Judgement(status=Status.FAIL, detail=detail), path)
+    if uncertain:
+        detail = "possible undeclared exposure: " + "; ".join(uncertain[:6])
+        return Side(Judgement(status=Status.INCONCLUSIVE, detail=detail))
+    detail = f"{exposed} listener/segment pair(s) reachable, each declared in the inventory"
+    return Side(Judgement(status=Status.PASS, detail=detail))
+
+
+# -- probe --------------------------------------------------------------------------------------
+
+
+def scan_side(ctx: AuditContext, host: str) -> Side:
+    """Open ports found by the scans of each network the host is on, against the declared."""
+    definition = ctx.inventory.hosts[host]
+    networks = sorted(n for n in definition.addresses if n in ctx.inventory.networks)
+    evidence: list[str] = []
+    undeclared: list[str] = []
+    missing: list[str] = []
+    for network in networks:
+        attempt = ctx.scans.get(network)
+        if attempt is None or not attempt.succeeded or attempt.value is None:
+            why = attempt.error.message if attempt and attempt.error else "no scan"
+            missing.append(f"{network}: {why}")
+            evidence += list(attempt.evidence) if attempt else []
+            continue
+        scan = attempt.value
+        evidence += list(scan.evidence) + list(attempt.evidence)
+        mine = {str(a) for a in definition.addresses[network]}
+        if not mine <= set(scan.targets):
+            missing.append(f"{network}: {host}'s addresses were not all scanned")
+            continue
+        undeclared += [
+            f"{p.proto}/{p.port} open on {p.address} from {scan.vantage} ({network})"
+            for p in scan.open_ports
+            if p.address in mine
+            and p.state == "open"
+            and network not in declared_sources(definition, p.proto, p.port)
+        ]
+    if undeclared:
+        detail = "open and not declared: " + "; ".join(undeclared[:8])
+        return Side(Judgement(status=Status.FAIL, detail=detail), [], evidence)
+    if missing or not networks:
+        why = "; ".join(missing) if missing else "the host has no address on a network"
+        return Side(Judgement(status=Status.INCONCLUSIVE, detail=why), [], evidence)
+    detail = f"scans of {', '.join(networks)} found only declared services open on {host}"
+    return Side(Judgement(status=Status.PASS, detail=detail), [], evidence)
