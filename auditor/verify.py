@@ -261,7 +261,7 @@ def verify_path(path: Path, *, trusted_fingerprint: str | None = None) -> Verifi
         finally:
             zipped.close()
     if not is_run(path):
-        raise NotARunError(f"{path} is neither a run folder nor a bundle")
+        raise NotARunError(f"{path} is neither a run folder (no {INDEX_FILE}) nor a bundle")
     directory = DirectoryRun(path)
     if directory.exists(BUNDLE_MANIFEST):
         return _verify_bundle(directory, [], trusted_fingerprint)

@@ -51,9 +51,13 @@ def verify_command(
     console = Console()
     try:
         expected = _trusted(trusted_key, trusted_fingerprint)
-        report = verify_path(run, trusted_fingerprint=expected)
-    except (NotARunError, ValueError) as exc:
+    except ValueError as exc:
         console.print(f"[bold red]cannot verify:[/] {exc}")
+        raise typer.Exit(ExitCode.CANNOT_RUN) from exc
+    try:
+        report = verify_path(run, trusted_fingerprint=expected)
+    except NotARunError as exc:
+        console.print(f"[bold red]not a run:[/] {exc}")
         raise typer.Exit(ExitCode.CANNOT_RUN) from exc
     render(report, console)
     raise typer.Exit(ExitCode.OK if report.intact else ExitCode.FAIL)

@@ -269,18 +269,35 @@ def _coordinates(placements: Mapping[str, Placement]) -> Layout:
 
 
 def path_nodes(hops: Sequence[Hop]) -> list[str]:
-    """The graph nodes a path passes, in order: a packet enters a host from a segment on input
-    and leaves it to one otherwise."""
+    """The graph nodes a path passes, in order.
+
+    Consecutive hops at one host are one visit: the packet enters from the network of the
+    visit's first hop when that is an input hop, and leaves to the network of its last hop
+    unless that is an input hop (the packet ends there).
+    """
     sequence: list[str] = []
-    for hop in hops:
-        host = host_node(hop.host)
-        pair = [host] if hop.network is None else [host, segment_node(hop.network)]
-        if hop.direction == "input":
-            pair.reverse()
-        for node in pair:
-            if not sequence or sequence[-1] != node:
+    for visit in _visits(hops):
+        first, last = visit[0], visit[-1]
+        entry = first.network if first.direction == "input" else None
+        leave = last.network if last.direction != "input" else None
+        for node in (
+            segment_node(entry) if entry else None,
+            host_node(first.host),
+            segment_node(leave) if leave else None,
+        ):
+            if node is not None and (not sequence or sequence[-1] != node):
                 sequence.append(node)
     return sequence
+
+
+def _visits(hops: Sequence[Hop]) -> list[list[Hop]]:
+    visits: list[list[Hop]] = []
+    for hop in hops:
+        if visits and visits[-1][-1].host == hop.host:
+            visits[-1].append(hop)
+        else:
+            visits.append([hop])
+    return visits
 
 
 # -- drawing --------------------------------------------------------------------------------
