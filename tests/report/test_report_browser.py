@@ -18,11 +18,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data" / "runs"))
 
-import sample_runs  # noqa: E402
+import sample_runs
 
-from auditor.report import render_reports  # noqa: E402
-from auditor.report.html import anchor_for  # noqa: E402
-from policies.model import load_controls  # noqa: E402
+from auditor.report import render_reports
+from auditor.report.html import anchor_for
+from policies.model import load_controls
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 SAFE_FLAGS = (
