@@ -40,6 +40,12 @@ SEVERITIES = {
 }  # fmt: skip
 #: sshd's LogLevel values that still record logins (INFO and more detailed).
 SSHD_LOGGING_LEVELS = {"info", "verbose", "debug", "debug1", "debug2", "debug3"}
+#: The artifacts this control rests on (keys of HostFacts.evidence, by prefix).
+EVIDENCE_PREFIXES = (
+    "files:/etc/systemd/journald.conf", "commands:journald.conf.d", "files:/etc/rsyslog",
+    "commands:rsyslog.d", "commands:var-log-listing", "commands:sshd-effective-config",
+    "commands:sudoers-defaults", "commands:time-sources", "processes",
+)  # fmt: skip
 #: Process names (as ps prints them, 15 characters at most) of time-synchronisation clients.
 TIME_CLIENTS = {"chronyd", "ntpd", "systemd-timesyn", "openntpd", "ptp4l", "phc2sys"}
 
@@ -103,7 +109,7 @@ def _judge(ctx: AuditContext, control: Control, host: str) -> Outcome:
         expected=control.criteria.en,
         actual=actual,
         reason=en if status is Status.INCONCLUSIVE else None,
-        evidence=list(facts.evidence.values()),
+        evidence=[r for k, r in facts.evidence.items() if k.startswith(EVIDENCE_PREFIXES)],
     )
 
 

@@ -48,6 +48,17 @@ USBGUARD_DAEMON_CONF = "/etc/usbguard/usbguard-daemon.conf"
 USBGUARD_RULES = "/etc/usbguard/rules.conf"
 UDEV_RULES_DIR = "/etc/udev/rules.d"
 MASS_STORAGE_CLASS = "08"
+#: The artifacts this control rests on (keys of HostFacts.evidence, by prefix).
+EVIDENCE_PREFIXES = (
+    "commands:modprobe", "commands:proc-modules", "commands:sys-", "commands:usbguard",
+    "commands:lsblk", "commands:findmnt", "commands:lib-modprobe.d", "commands:udev-rules.d",
+    "files:/etc/modprobe.d/", "files:/lib/modprobe.d/", "files:/etc/usbguard/",
+    "files:/etc/udev/rules.d/", "processes", "windows:",
+)  # fmt: skip
+
+
+def relevant_evidence(facts: HostFacts) -> list[str]:
+    return [ref for key, ref in facts.evidence.items() if key.startswith(EVIDENCE_PREFIXES)]
 
 
 @dataclass(frozen=True)
@@ -103,7 +114,7 @@ def _judge_linux(host: str, facts: HostFacts, parameters: dict[str, Any]) -> Out
     modprobe = modprobe_route(facts, modules, noop)
     usbguard = usbguard_route(facts)
     mounts = writable_removable_mounts(facts, transports)
-    evidence = list(facts.evidence.values())
+    evidence = relevant_evidence(facts)
     expected = (
         f"{' and '.join(modules)} cannot be loaded (modprobe runs a no-op) and are not loaded, or "
         "USBGuard enforces an implicit block admitting no class 08; no removable device mounted "
@@ -499,7 +510,7 @@ def _mounted_rw(device: dict[str, Any], options: str | None) -> bool:
 
 
 def _judge_windows(host: str, facts: HostFacts) -> Outcome:
-    evidence = list(facts.evidence.values())
+    evidence = relevant_evidence(facts)
     try:
         media = media_facts(facts)
     except (KeyError, ParseError) as exc:
