@@ -19,7 +19,7 @@ from pathlib import Path
 from auditor.evidence import EvidenceError, EvidenceStore, auditor_version
 from auditor.findings import Finding, FindingsDocument, RunInfo
 from auditor.inventory import Inventory, load_inventory
-from auditor.network import NetworkProbes
+from auditor.network import NetworkProbes, audit_scan_profile
 from auditor.observer import AuditObserver
 from auditor.results import write_findings
 from auditor.scope import ScopeGuard
@@ -47,6 +47,8 @@ class AuditOptions:
     link_capture_seconds: float = 8.0
     #: skip the network probes (scans, egress tests, captures): for offline re-judging only
     network_probes: bool = True
+    #: nmap's minimum packet rate for the all-port TCP scans (packets per second)
+    scan_rate: int = 10_000
 
 
 def new_run_id(now: datetime) -> str:
@@ -148,7 +150,8 @@ def _run_phases(
                     "collect", f"{host}: {attempt.error.reason}: {attempt.error.message}"
                 )
     if options.network_probes:
-        network = NetworkProbes(ctx, store, guard, observer)
+        profile = audit_scan_profile(options.scan_rate)
+        network = NetworkProbes(ctx, store, guard, observer, profile)
         for name, description, step in network.steps(options):
             with phases.phase(name, description):
                 step()

@@ -35,6 +35,9 @@ def audit_command(
     capture_seconds: Annotated[
         float, typer.Option(help="Seconds of capture on each external network.")
     ] = 8.0,
+    scan_rate: Annotated[
+        int, typer.Option(min=100, max=100_000, help="Minimum nmap packet rate (packets/s).")
+    ] = 10_000,
     no_network: Annotated[
         bool, typer.Option("--no-network", help="Collect over SSH only: no scans or captures.")
     ] = False,
@@ -45,7 +48,9 @@ def audit_command(
     from auditor.results import exit_code_for, print_summary
 
     err = Console(stderr=True)
-    options = AuditOptions(link_capture_seconds=capture_seconds, network_probes=not no_network)
+    options = AuditOptions(
+        link_capture_seconds=capture_seconds, network_probes=not no_network, scan_rate=scan_rate
+    )
     try:
         result = run_audit(inventory, out, ConsoleObserver(err), options)
     except SourceError as exc:

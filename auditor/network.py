@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
@@ -39,8 +40,26 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 U = TypeVar("U")
 
-#: The audit's scan: all TCP ports, fast enough for a LAN segment; UDP on the common ports.
-AUDIT_SCAN = ScanProfile(tcp_min_rate=4000, max_retries=1)
+#: Remote-control and remote-access ports scanned on protected networks besides 1-1024.
+REMOTE_ACCESS_PORTS = frozenset({1194, 3389, 4500, 5800, 5900, 5901, 5902, 5938, 6568, 7070})
+REMOTE_ACCESS_PORTS |= frozenset({8000, 8080, 8443, 21115, 21116, 21117, 21118, 51820})
+
+
+def audit_scan_profile(rate: int) -> ScanProfile:
+    """All TCP ports at ``rate`` packets a second at least; UDP on the common ports."""
+    return ScanProfile(tcp_min_rate=rate, max_retries=1)
+
+
+def _port_ranges(ports: set[int]) -> str:
+    """nmap's -p syntax for a set of ports, runs collapsed: "1-1024,3389,5900-5902"."""
+    ordered = sorted(ports)
+    runs: list[list[int]] = []
+    for port in ordered:
+        if runs and port == runs[-1][1] + 1:
+            runs[-1][1] = port
+        else:
+            runs.append([port, port])
+    return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in runs)
 
 
 class NetworkProbes:
@@ -50,7 +69,9 @@ class NetworkProbes:
         store: EvidenceStore,
         guard: ScopeGuard,
         observer: AuditObserver,
+        profile: ScanProfile,
     ) -> None:
+        self.profile = profile
         self.ctx = ctx
         self.store = store
         self.guard = guard
@@ -118,37 +139,65 @@ class NetworkProbes:
 
     # -- scans ---------------------------------------------------------------------------
     def scans(self) -> None:
-        jobs = [n for n in self.inventory.networks if self._scan_targets(n)]
-        local = _parallel(jobs, self._scan_locally)
-        for network, attempt in zip(jobs, local, strict=True):
-            self.ctx.scans[network] = attempt
+        """Every (network, family) with targets is scanned at once: each nmap leaves by its
+        own interface, and the slowest scan, not their sum, sets the phase's time."""
+        jobs = [
+            (network, family)
+            for network in self.inventory.networks
+            for family in (4, 6)
+            if self._scan_targets(network, family)
+        ]
+        with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+            results = list(pool.map(lambda job: self._scan_locally(*job), jobs))
+        by_network: dict[str, list[Attempt[ScanObservation]]] = {}
+        for (network, _), attempt in zip(jobs, results, strict=True):
+            by_network.setdefault(network, []).append(attempt)
+        for network, attempts in by_network.items():
+            merged: Attempt[ScanObservation] | None = None
+            for attempt in attempts:
+                merged = _merge_scans(merged, attempt, union=True)
+            assert merged is not None
+            self.ctx.scans[network] = merged
         self._scan_from_vantage_hosts()
 
-    def _scan_targets(self, network: str) -> list[str]:
-        """The organisation hosts' declared addresses on a network."""
+    def _scan_targets(self, network: str, family: int | None = None) -> list[str]:
+        """The organisation hosts' declared addresses on a network (of one family)."""
         return sorted(
             {
                 str(a)
                 for h in self.inventory.organisation_hosts()
                 for a in self.inventory.hosts[h].addresses.get(network, [])
+                if family is None or a.version == family
             }
         )
 
-    def _scan_locally(self, network: str) -> Attempt[ScanObservation]:
+    def _profile_for(self, network: str) -> ScanProfile:
+        """All TCP ports toward external networks; inside the protected area the well-known
+        range plus every port a collected host listens on, which is what the
+        unauthorized-access control needs and a fraction of the time."""
+        if self.inventory.networks[network].zone is not Zone.PROTECTED:
+            return self.profile
+        ports = set(range(1, 1025)) | REMOTE_ACCESS_PORTS
+        for attempt in self.ctx.collection.values():
+            if attempt.value is not None:
+                ports.update(listener.port for listener in attempt.value.listeners or [])
+        return replace(self.profile, tcp_ports=_port_ranges(ports))
+
+    def _scan_locally(self, network: str, family: int) -> Attempt[ScanObservation]:
         definition = self.inventory.networks[network].auditor
-        if definition is None:
+        source = getattr(definition, f"ipv{family}", None) if definition else None
+        if source is None:
             return _no_vantage(network)
-        sources = [str(a) for a in (definition.ipv4, definition.ipv6) if a is not None]
-        targets = self._scan_targets(network)
-        self.observer.step("scan", f"scanning {len(targets)} addresses on {network}")
+        targets = self._scan_targets(network, family)
+        self.observer.step("scan", f"scanning {len(targets)} IPv{family} addresses on {network}")
         attempts = scan_from_here(
             targets,
-            source_addresses=sources,
+            source_addresses=[str(source)],
             sink=self.store,
             check_target=self.guard.check,
-            profile=AUDIT_SCAN,
+            profile=self._profile_for(network),
         )
-        return _scan_observation(network, f"local {', '.join(sources)}", attempts)
+        return _scan_observation(network, f"local {source}", attempts)
 
     def _scan_from_vantage_hosts(self) -> None:
         """Outside vantage points (role vantage, reached over SSH) scan their own networks."""
@@ -170,7 +219,7 @@ class NetworkProbes:
                         run_remote=remote,
                         sink=self.store,
                         check_target=self.guard.check,
-                        profile=AUDIT_SCAN,
+                        profile=self.profile,
                     )
                     observed = _scan_observation(network, f"ssh {vantage}", attempts)
                     self.ctx.scans[network] = _merge_scans(self.ctx.scans.get(network), observed)
@@ -303,18 +352,25 @@ def _scan_observation(
 
 
 def _merge_scans(
-    first: Attempt[ScanObservation] | None, second: Attempt[ScanObservation]
+    first: Attempt[ScanObservation] | None,
+    second: Attempt[ScanObservation],
+    *,
+    union: bool = False,
 ) -> Attempt[ScanObservation]:
-    """Two vantage points on one network: both must have worked; open ports add up."""
+    """Two scans of one network must both have worked; open ports add up. ``union``: they
+    scanned different targets (one per address family); otherwise the same targets from two
+    vantage points, and only targets both reached count as scanned."""
     if first is None:
         return second
     if not (first.succeeded and second.succeeded and first.value and second.value):
         return first if not first.succeeded else second
     a, b = first.value, second.value
+    targets = set(a.targets) | set(b.targets) if union else set(a.targets) & set(b.targets)
+    vantage = a.vantage if a.vantage == b.vantage else f"{a.vantage}; {b.vantage}"
     merged = ScanObservation(
         network=a.network,
-        vantage=f"{a.vantage}; {b.vantage}",
-        targets=tuple(sorted(set(a.targets) & set(b.targets))),
+        vantage=vantage,
+        targets=tuple(sorted(targets)),
         open_ports=a.open_ports + b.open_ports,
         evidence=a.evidence + b.evidence,
     )

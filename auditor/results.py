@@ -23,6 +23,8 @@ _STATUS_STYLE = {
 
 
 def exit_code_for(findings: list[Finding]) -> ExitCode:
+    if not findings:
+        return ExitCode.CANNOT_RUN  # nothing was judged: never report that as a pass
     statuses = {f.status for f in findings}
     if Status.FAIL in statuses:
         return ExitCode.FAIL

@@ -219,8 +219,11 @@ _WG_SIZES = {1: 148, 2: 92, 3: 64}
 def is_wireguard(datagram: bytes) -> bool:
     if len(datagram) < 4 or datagram[1:4] != b"\0\0\0" or datagram[0] not in (1, 2, 3, 4):
         return False
-    if datagram[0] == 4:  # transport data: 16-byte header + 16-byte tag + padded data
-        return len(datagram) >= 32 and (len(datagram) - 32) % 16 == 0
+    if datagram[0] == 4:
+        # Transport data: 16-byte header, data padded to 16 bytes, 16-byte tag. The padding
+        # never goes past the tunnel's MTU, so a full-size packet need not be a multiple of
+        # 16 (1452 bytes with the default MTU of 1420): only the minimum size is certain.
+        return len(datagram) >= 32
     return len(datagram) == _WG_SIZES[datagram[0]]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from netns_fixtures import MemorySink, NetnsLab, needs_netns, netns_lab
-from scapy.layers.inet import TCP
+from scapy.layers.inet import TCP, UDP
 from scapy.packet import Packet
 
 from probes.capture import PCAP, CaptureSpec, read_pcap
@@ -101,6 +101,17 @@ def test_banner_less_tcp22_is_ssh_only_beside_a_flow_that_showed_its_banner() ->
     assert [f.link_class for f in together] == [LinkClass.SSH, LinkClass.SSH]
 
 
+def test_full_mtu_wireguard_data_recorded_on_the_lab_is_still_wireguard() -> None:
+    # Recorded on the reference lab's carrier-in during the SFTP pipeline: hospital's wg-in
+    # tunnel carries full-size packets of 1452 bytes, whose padding the MTU cut short.
+    flows = classify_flows(packets("lab-carrier-in-wg-in")).flows
+    sizes = {len(bytes(p[UDP].payload)) for p in packets("lab-carrier-in-wg-in") if UDP in p}
+    assert 1452 in sizes
+    assert [(f.link_class, f.client, f.server) for f in flows] == [
+        (LinkClass.WIREGUARD, "10.98.10.10", "10.98.10.20")
+    ]
+
+
 def test_no_packet_is_no_traffic_not_a_pass() -> None:
     result = classify_flows([])
     assert result.status is CaptureStatus.NO_TRAFFIC and result.flows == ()
@@ -109,7 +120,7 @@ def test_no_packet_is_no_traffic_not_a_pass() -> None:
 def test_recognisers_reject_near_misses() -> None:
     assert is_wireguard(bytes([1, 0, 0, 0]) + bytes(144))
     assert not is_wireguard(bytes([1, 0, 0, 0]) + bytes(143))  # initiation is exactly 148
-    assert not is_wireguard(bytes([4, 0, 0, 0]) + bytes(29))  # data: 32 + 16n
+    assert not is_wireguard(bytes([4, 0, 0, 0]) + bytes(27))  # data: header and tag, 32 at least
     assert not is_wireguard(bytes([5, 0, 0, 0]) + bytes(60))
     assert is_tls_record(bytes([0x16, 3, 1, 0, 0x20]))
     assert not is_tls_record(b"GET / HTTP/1.1\r\n")
