@@ -12,7 +12,8 @@ DEMO_OUT ?= out/demo
 # Debian packages the auditor, its probes and the lab need on the auditing machine.
 APT_PACKAGES := podman runc containernetworking-plugins debootstrap nmap tcpdump nftables \
 	iproute2 iputils-ping netcat-openbsd openssh-client openssh-server python3-venv \
-	python3-dev gcc libffi-dev ca-certificates wireguard-tools
+	python3-dev gcc libffi-dev ca-certificates wireguard-tools wireguard-go sudo \
+	chromium fonts-noto-cjk
 VENV_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
 export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf
 
@@ -55,9 +56,11 @@ image: venv
 
 demo: setup
 	$(AUDITOR) lab up
+	@rm -rf $(DEMO_OUT)
 	@rc=0; $(AUDITOR) audit --inventory "$$($(AUDITOR) lab inventory)" --out $(DEMO_OUT) || rc=$$?; \
 	echo; echo "Audit exit code: $$rc (0 pass, 1 fail, 2 inconclusive, 3 could not run)"; \
 	echo "Findings: $(DEMO_OUT)/findings.json"; \
+	echo "Report:   $(CURDIR)/$(DEMO_OUT)/report.ja.html (日本語), $(CURDIR)/$(DEMO_OUT)/report.en.html (English)"; \
 	[ $$rc -le 2 ]
 
 lint: venv

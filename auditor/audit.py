@@ -8,6 +8,7 @@ artifact is in the evidence store the moment it is collected.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ from auditor.findings import Finding, FindingsDocument, RunInfo
 from auditor.inventory import Inventory, load_inventory
 from auditor.network import NetworkProbes, audit_scan_profile
 from auditor.observer import AuditObserver
-from auditor.results import write_findings
+from auditor.results import write_findings, write_json_atomically
 from auditor.scope import ScopeGuard
 from policies.context import AuditContext
 from policies.registry import evaluate_all
@@ -127,7 +128,23 @@ def run_audit(
     info.finished = datetime.now(UTC).isoformat()
     info.phases = dict(result.phases)
     write_findings(out_dir / "findings.json", FindingsDocument(run=info, findings=result.findings))
+    _render(out_dir, inventory_path, result, observer)
     return result
+
+
+def _render(
+    out_dir: Path, inventory_path: Path, result: AuditResult, observer: AuditObserver
+) -> None:
+    """The reports are derived from findings.json and the evidence; a rendering failure is
+    reported, and `auditor report` can produce them again later."""
+    from auditor.report import render_reports
+
+    try:
+        render_reports(out_dir, inventory_path=inventory_path)
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        result.problems.append(f"report: {message}")
+        observer.problem("report", message)
 
 
 def _run_phases(
@@ -159,6 +176,17 @@ def _run_phases(
         ctx.topology = _build_topology(ctx)
     with phases.phase("judge", "controls"):
         result.findings = evaluate_all(ctx)
+
+
+def write_facts(path: Path, ctx: AuditContext) -> None:
+    """The parsed facts of every host, for re-judging and diffing without probing again.
+    (The raw outputs they come from are in the evidence store; these are derived.)"""
+    facts = {
+        host: attempt.value.model_dump(mode="json")
+        for host, attempt in ctx.collection.items()
+        if attempt.value is not None
+    }
+    write_json_atomically(path, json.dumps(facts, ensure_ascii=False, indent=1) + "\n")
 
 
 def _build_topology(ctx: AuditContext) -> Topology | None:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from auditor import verify_cli
+from auditor import report_cli, verify_cli, watch_cli
 from auditor.exitcodes import ExitCode
 from auditor.lab.cli import lab_app
 from auditor.yamlsource import SourceError
@@ -24,6 +24,8 @@ app = typer.Typer(
 )
 app.add_typer(lab_app, name="lab")
 verify_cli.register(app)
+watch_cli.register(app)
+report_cli.register(app)
 
 
 @app.command("audit")

@@ -1,0 +1,118 @@
+"""The whole audit, end to end, on every scenario of the lab: exactly the expected failures.
+
+For each scenario, `auditor audit` runs against the live lab (SSH collection, scans, egress
+tests, captures, discovery, the model, every control). The scenario's ``expect.fail`` pairs
+must fail, every other finding must pass or be not applicable, none may be inconclusive; the
+exit code must say so, every finding must rest on stored evidence, and the run must verify.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auditor.lab.runtime import LabState
+from auditor.lab.scenario import load_scenario
+from auditor.verify import verify_run
+
+AUDITOR = [sys.executable, "-m", "auditor"]
+SCENARIO_DIR = Path(__file__).parents[2] / "lab" / "scenarios"
+SCENARIOS = sorted(p.parent.name for p in SCENARIO_DIR.glob("*/scenario.yaml"))
+
+
+@dataclass
+class AuditRun:
+    out: Path
+    exit_code: int
+    stdout: str
+    stderr: str
+    findings: list[dict[str, Any]]
+
+
+_RUNS: dict[str, AuditRun] = {}
+
+
+def audit_of(lab: LabState, tmp_root: Path) -> AuditRun:
+    """One audit per scenario, shared by the tests of that scenario."""
+    if lab.scenario not in _RUNS:
+        out = tmp_root / f"audit-{lab.scenario}"
+        proc = subprocess.run(
+            [*AUDITOR, "audit", "--inventory", str(lab.inventory_path), "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        document = json.loads((out / "findings.json").read_text(encoding="utf-8"))
+        _RUNS[lab.scenario] = AuditRun(
+            out, proc.returncode, proc.stdout, proc.stderr, document["findings"]
+        )
+    return _RUNS[lab.scenario]
+
+
+def _params() -> list[Any]:
+    return [pytest.param(name, marks=pytest.mark.scenario(name), id=name) for name in SCENARIOS]
+
+
+@pytest.fixture(scope="module")
+def tmp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("matrix")
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("scenario", _params())
+def test_audit_fails_exactly_the_expected_pairs(
+    scenario: str, lab: LabState, tmp_root: Path
+) -> None:
+    run = audit_of(lab, tmp_root)
+    expected = {(c, s) for c, s in load_scenario(scenario).expect_fail}
+    failed = {(f["control"], f["subject"]) for f in run.findings if f["status"] == "fail"}
+    undecided = {
+        (f["control"], f["subject"]): f.get("reason") or f["summary"]
+        for f in run.findings
+        if f["status"] == "inconclusive"
+    }
+    assert undecided == {}, f"inconclusive findings in {scenario}"
+    assert failed == expected
+    assert {f["status"] for f in run.findings} <= {"pass", "fail", "not-applicable"}
+    assert run.exit_code == (1 if expected else 0), run.stderr[-2000:]
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("scenario", _params())
+def test_every_finding_rests_on_stored_evidence_and_the_run_verifies(
+    scenario: str, lab: LabState, tmp_root: Path
+) -> None:
+    run = audit_of(lab, tmp_root)
+    report = verify_run(run.out)
+    assert report.intact, report.problems
+    objects = run.out / "evidence" / "objects"
+    for finding in run.findings:
+        assert finding["evidence"], f"{finding['control']} {finding['subject']} cites nothing"
+        for ref in finding["evidence"]:
+            digest = ref.removeprefix("sha256:")
+            assert (objects / digest[:2] / digest).is_file(), ref
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("scenario", _params())
+def test_failing_reachability_findings_show_model_probe_and_path(
+    scenario: str, lab: LabState, tmp_root: Path
+) -> None:
+    run = audit_of(lab, tmp_root)
+    reachability = {"recv-no-outbound", "send-no-inbound", "proc-egress-only-via-gateways"}
+    for finding in run.findings:
+        assert finding["summary"] and finding["summary_ja"]
+        if finding["control"] not in reachability:
+            continue
+        assert finding["model"] is not None and finding["empirical"] is not None
+        if finding["status"] == "fail" and finding["model"]["status"] == "fail":
+            hops = finding["path"]
+            assert hops and hops[0]["host"] == finding["subject"]
+            assert any(h.get("rule") for h in hops), hops
