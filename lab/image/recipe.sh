@@ -20,6 +20,16 @@ sed -i 's/^module(load="imklog"/#&/' /etc/rsyslog.conf
 # No systemd runs in the containers: the journald configuration is what an auditor reads.
 mkdir -p /etc/systemd /var/log/journal /var/log/lab /run/sshd
 
+# The VNC server is only for the remote-control scenario: a baseline host must not have
+# remote-control software installed. debootstrap installed it (so its dependencies are in
+# place); keep its .deb files for the scenario to install offline, then remove it.
+mkdir -p /opt/lab/debs
+for pkg in tigervnc-standalone-server tigervnc-common; do
+    ls /var/cache/apt/archives/${pkg}_*.deb >/dev/null 2>&1 || { echo "no .deb of $pkg kept" >&2; exit 1; }
+    cp /var/cache/apt/archives/${pkg}_*.deb /opt/lab/debs/
+done
+dpkg --purge tigervnc-standalone-server tigervnc-common
+
 # The image carries no package lists and no caches.
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/* /var/log/dpkg.log

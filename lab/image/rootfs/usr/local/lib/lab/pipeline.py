@@ -27,11 +27,16 @@ from typing import Any
 LOG = Path("/var/log/lab/pipeline.log")
 _log_lock = threading.Lock()
 SSH_OPTIONS = [
-    "-o", "BatchMode=yes",
-    "-o", "StrictHostKeyChecking=yes",
-    "-o", "IdentitiesOnly=yes",
-    "-o", "ConnectTimeout=5",
-    "-o", "ServerAliveInterval=5",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=yes",
+    "-o",
+    "IdentitiesOnly=yes",
+    "-o",
+    "ConnectTimeout=5",
+    "-o",
+    "ServerAliveInterval=5",
 ]
 
 
@@ -49,9 +54,21 @@ def ready_files(folder: str) -> list[Path]:
 
 
 def sftp(step: dict[str, Any], batch: str) -> str:
-    cmd = ["sftp", "-q", "-b", "-", "-i", step["key"],
-           "-o", f"UserKnownHostsFile={step['known_hosts']}", *SSH_OPTIONS, step["target"]]
-    proc = subprocess.run(cmd, input=batch, capture_output=True, text=True, timeout=60)
+    cmd = [
+        "sftp",
+        "-q",
+        "-b",
+        "-",
+        "-i",
+        step["key"],
+        "-o",
+        f"UserKnownHostsFile={step['known_hosts']}",
+        *SSH_OPTIONS,
+        step["target"],
+    ]
+    proc = subprocess.run(
+        cmd, input=batch, capture_output=True, text=True, timeout=60, check=False
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"sftp {step['target']}: {proc.stderr.strip()[-300:]}")
     return proc.stdout
@@ -68,8 +85,10 @@ class Producer:
         self.sequence += 1
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         name = f"{step.get('prefix', 'record')}-{stamp}-{self.sequence:06d}.csv"
-        rows = [["patient_id", "name", "birth_year", "diagnosis"],
-                [f"P{self.sequence:06d}", "山田 太郎", "1960", "E11"]]
+        rows = [
+            ["patient_id", "name", "birth_year", "diagnosis"],
+            [f"P{self.sequence:06d}", "山田 太郎", "1960", "E11"],
+        ]
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerows(rows)
         outbox = Path(step["to_dir"])
@@ -96,16 +115,17 @@ def sftp_push(step: dict[str, Any]) -> None:
 def sftp_pull(step: dict[str, Any]) -> None:
     remote = step["remote_dir"]
     listing = sftp(step, f"ls -1 {remote}\n")
-    names = [Path(line.strip()).name for line in listing.splitlines()
-             if line.strip() and not line.startswith("sftp>")]
+    names = [
+        Path(line.strip()).name
+        for line in listing.splitlines()
+        if line.strip() and not line.startswith("sftp>")
+    ]
     names = [n for n in names if not n.startswith(".")]
     if not names:
         return
     local = Path(step["to_dir"])
     local.mkdir(parents=True, exist_ok=True)
-    batch = "".join(
-        f'get "{remote}/{n}" "{local}/.{n}.part"\nrm "{remote}/{n}"\n' for n in names
-    )
+    batch = "".join(f'get "{remote}/{n}" "{local}/.{n}.part"\nrm "{remote}/{n}"\n' for n in names)
     sftp(step, batch)
     for n in names:
         (local / f".{n}.part").rename(local / n)
@@ -148,8 +168,13 @@ def prune(step: dict[str, Any]) -> None:
         f.unlink()
 
 
-STEPS = {"sftp-push": sftp_push, "sftp-pull": sftp_pull, "process": process,
-         "http-push": http_push, "prune": prune}
+STEPS = {
+    "sftp-push": sftp_push,
+    "sftp-pull": sftp_pull,
+    "process": process,
+    "http-push": http_push,
+    "prune": prune,
+}
 
 
 def run_loop(loop: dict[str, Any]) -> None:
@@ -192,8 +217,13 @@ def _canary_udp(sock: socket.socket, port: int, logfile: Path) -> None:
 
 
 def _canary_log(logfile: Path, proto: str, port: int, source: str) -> None:
-    line = {"t": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "epoch": time.time(),
-            "proto": proto, "port": port, "src": source}
+    line = {
+        "t": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "epoch": time.time(),
+        "proto": proto,
+        "port": port,
+        "src": source,
+    }
     with _log_lock, logfile.open("a", encoding="utf-8") as out:
         out.write(json.dumps(line) + "\n")
 
@@ -216,7 +246,7 @@ def http_upload(server: dict[str, Any]) -> None:
     xfer = pwd.getpwnam(server.get("owner", "xfer"))
 
     class Upload(http.server.BaseHTTPRequestHandler):
-        def do_PUT(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_PUT(self) -> None:
             name = Path(self.path).name
             if not name or name.startswith("."):
                 self.send_error(400)
@@ -230,7 +260,7 @@ def http_upload(server: dict[str, Any]) -> None:
             self.send_response(201)
             self.end_headers()
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
     httpd = http.server.ThreadingHTTPServer((server["bind"], int(server["port"])), Upload)
