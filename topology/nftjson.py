@@ -596,23 +596,63 @@ def _priority(value: Any) -> int:
     return 0
 
 
+#: The keys naming an object, by kind: (family, table, own name or chain).
+_IDENTITY = {
+    "set": ("family", "table", "name"),
+    "map": ("family", "table", "name"),
+    "chain": ("family", "table", "name"),
+    "rule": ("family", "table", "chain"),
+}
+
+
+def _identity(kind: str, body: Any) -> tuple[str, str, str] | None:
+    """The object's (family, table, name), or None when nft could not have printed it."""
+    keys = _IDENTITY[kind]
+    if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in keys):
+        return None
+    family, table, name = (body[k] for k in keys)
+    return family, table, name
+
+
+def _well_typed(kind: str, body: dict[str, Any]) -> bool:
+    """A rule's ``expr`` is a list; a chain's type, hook and policy are names, its prio a
+    number or a name: what libnftables-json(5) prints."""
+    if kind == "rule":
+        return isinstance(body.get("expr", []), list)
+    if kind == "chain":
+        names_ok = all(isinstance(body.get(k, ""), str) for k in ("type", "hook", "policy"))
+        prio = body.get("prio", 0)
+        return names_ok and isinstance(prio, int | str) and not isinstance(prio, bool)
+    return True
+
+
 def parse_ruleset(doc: Mapping[str, Any]) -> Ruleset:
-    """Group the flat object list into chains with their compiled rules, in listed order."""
+    """Group the flat object list into chains with their compiled rules, in listed order.
+
+    An object that is not what ``nft -j`` prints (identity keys missing or not strings, a
+    rule whose ``expr`` is not a list) is skipped and listed in ``problems``: one malformed
+    object must not keep the rest of the host's rule set, or the topology, from being built.
+    """
     objects = [o for o in doc.get("nftables", []) if isinstance(o, dict) and len(o) == 1]
     sets: dict[tuple[str, str, str], dict[str, Any]] = {}
     raw_chains: dict[tuple[str, str, str], dict[str, Any]] = {}
     raw_rules: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     result = Ruleset()
-    for obj in objects:
+    for index, obj in enumerate(objects):
         kind, body = next(iter(obj.items()))
+        if kind not in _IDENTITY:
+            continue
+        key = _identity(kind, body)
+        if key is None or not _well_typed(kind, body):
+            result.problems.append(f"object {index} ({kind}): malformed, skipped")
+            continue
         if kind in ("set", "map"):
-            sets[(body["family"], body["table"], body["name"])] = body
+            sets[key] = body
         elif kind == "chain":
-            key = (body["family"], body["table"], body["name"])
             raw_chains[key] = body
             raw_rules.setdefault(key, [])
-        elif kind == "rule":
-            raw_rules.setdefault((body["family"], body["table"], body["chain"]), []).append(body)
+        else:
+            raw_rules.setdefault(key, []).append(body)
     for key, body in raw_chains.items():
         rules = tuple(compile_rule(r, sets) for r in raw_rules.get(key, []))
         result.chains[key] = Chain(
