@@ -168,7 +168,8 @@ def parse_nmap_xml(xml: bytes) -> ParsedScan:
     """Parse one nmap ``-oX`` document; NmapParseError when it is not complete and valid."""
     try:
         root = ET.fromstring(xml)
-    except ET.ParseError as exc:
+    except (ET.ParseError, LookupError, ValueError) as exc:
+        # LookupError: a garbled encoding declaration (<?xml ... encoding="TF-8"?>).
         raise NmapParseError(f"not XML (truncated or garbage): {exc}") from exc
     finished = root.find("runstats/finished")
     if root.tag != "nmaprun" or finished is None or root.find("runstats/hosts") is None:
