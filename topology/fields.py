@@ -2,8 +2,9 @@
 
 Each field of a packet class is a set of values, not a value: integer fields (protocol numbers,
 ports, ICMP types) are unions of closed intervals, interface names are finite or co-finite sets
-of strings, addresses are ``netaddr.IPSet``. Every set type offers the same few operations
-(intersection, difference, emptiness) so that a cube of them can be split generically.
+of strings, addresses are ``AddressSet`` (integer intervals per family, see
+``topology/intervals.py``). Every set type offers the same few operations (intersection,
+difference, emptiness) so that a cube of them can be split generically.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from netaddr import IPNetwork, IPSet
+
+from topology.intervals import V4_ALL, V6_ALL, AddressSet, complement, join, meet, minus, normalise
 
 # -- integer intervals ----------------------------------------------------------------------
 
@@ -26,7 +29,7 @@ class IntervalSet:
     @classmethod
     def of(cls, top: int, items: Iterable[int | tuple[int, int]] = ()) -> IntervalSet:
         spans = [(i, i) if isinstance(i, int) else i for i in items]
-        return cls(_normalise(spans, top), top)
+        return cls(normalise(spans, top), top)
 
     @classmethod
     def full(cls, top: int) -> IntervalSet:
@@ -42,36 +45,21 @@ class IntervalSet:
         return isinstance(value, int) and any(lo <= value <= hi for lo, hi in self.intervals)
 
     def __and__(self, other: IntervalSet) -> IntervalSet:
-        out: list[tuple[int, int]] = []
-        i = j = 0
-        a, b = self.intervals, other.intervals
-        # Classic two-pointer sweep over both sorted interval lists.
-        while i < len(a) and j < len(b):
-            lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-            if lo <= hi:
-                out.append((lo, hi))
-            if a[i][1] < b[j][1]:
-                i += 1
-            else:
-                j += 1
-        return IntervalSet(tuple(out), self.top)
+        spans = meet(self.intervals, other.intervals)
+        if spans is self.intervals:
+            return self
+        return other if spans is other.intervals else IntervalSet(spans, self.top)
 
     def __or__(self, other: IntervalSet) -> IntervalSet:
-        return IntervalSet(_normalise([*self.intervals, *other.intervals], self.top), self.top)
+        spans = join(self.intervals, other.intervals)
+        return self if spans is self.intervals else IntervalSet(spans, self.top)
 
     def complement(self) -> IntervalSet:
-        out: list[tuple[int, int]] = []
-        start = 0
-        for lo, hi in self.intervals:
-            if lo > start:
-                out.append((start, lo - 1))
-            start = hi + 1
-        if start <= self.top:
-            out.append((start, self.top))
-        return IntervalSet(tuple(out), self.top)
+        return IntervalSet(complement(self.intervals, self.top), self.top)
 
     def __sub__(self, other: IntervalSet) -> IntervalSet:
-        return self & other.complement()
+        spans = minus(self.intervals, other.intervals)
+        return self if spans is self.intervals else IntervalSet(spans, self.top)
 
     def values(self) -> Iterator[int]:
         for lo, hi in self.intervals:
@@ -84,19 +72,6 @@ class IntervalSet:
         if self.is_full():
             return "any"
         return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.intervals)
-
-
-def _normalise(spans: Iterable[tuple[int, int]], top: int) -> tuple[tuple[int, int], ...]:
-    clipped = sorted((max(0, lo), min(top, hi)) for lo, hi in spans if lo <= hi)
-    merged: list[tuple[int, int]] = []
-    for lo, hi in clipped:
-        if lo > hi:
-            continue
-        if merged and lo <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
-        else:
-            merged.append((lo, hi))
-    return tuple(merged)
 
 
 PORT_TOP = 65535
@@ -182,22 +157,19 @@ class NameSet:
 
 # -- addresses ------------------------------------------------------------------------------
 
-V4_ALL = IPSet(["0.0.0.0/0"])
-V6_ALL = IPSet(["::/0"])
 
-
-def family_universe(family: int) -> IPSet:
+def family_universe(family: int) -> AddressSet:
     return V4_ALL if family == 4 else V6_ALL
 
 
-def ipset_of(*items: str | IPNetwork) -> IPSet:
-    return IPSet([IPNetwork(str(i)) for i in items])
+def ipset_of(*items: str | IPNetwork) -> AddressSet:
+    return AddressSet.of(*items)
 
 
-def describe_ipset(addresses: IPSet, limit: int = 6) -> str:
+def describe_ipset(addresses: AddressSet | IPSet, limit: int = 6) -> str:
     if addresses in (V4_ALL, V6_ALL):
         return "any"
-    cidrs = addresses.iter_cidrs()
+    cidrs = AddressSet.coerce(addresses).cidrs()
     shown = ",".join(str(c) for c in cidrs[:limit])
     return shown + (f",… (+{len(cidrs) - limit})" if len(cidrs) > limit else "")
 

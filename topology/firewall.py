@@ -22,13 +22,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from netaddr import IPAddress, IPSet
+from netaddr import IPAddress
 
 from topology.fields import NO_DEVICE, PORT_PROTOS, IntervalSet, NameSet
+from topology.intervals import AddressSet
 from topology.nftjson import Action, Arm, Chain, Nat, Rule, Ruleset, parse_ruleset
 from topology.space import FIELDS, Constraint, Cube, Packet, PacketSpace
 
@@ -57,7 +58,7 @@ class Decision:
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Flow:
     """Packets on their way through the rules, with what happened to them so far.
 
@@ -77,23 +78,60 @@ class Flow:
     def start(cls, cube: Cube) -> Flow:
         return cls(cube, cube)
 
+    # The copies below are written out: ``dataclasses.replace`` introspects the fields on
+    # every call, and flows are copied at every rule that splits them.
+    def _copy(
+        self,
+        *,
+        cube: Cube | None = None,
+        origin: Cube | None = None,
+        translated: frozenset[str] | None = None,
+        certain: bool | None = None,
+        reasons: tuple[str, ...] | None = None,
+        steps: tuple[Decision, ...] | None = None,
+        nat: tuple[Nat, ...] | None = None,
+    ) -> Flow:
+        return Flow(
+            self.cube if cube is None else cube,
+            self.origin if origin is None else origin,
+            self.translated if translated is None else translated,
+            self.certain if certain is None else certain,
+            self.reasons if reasons is None else reasons,
+            self.steps if steps is None else steps,
+            self.nat if nat is None else nat,
+        )
+
     def narrowed(self, piece: Cube) -> Flow:
-        shared = {n: getattr(piece, n) for n in FIELDS if n not in self.translated}
-        return replace(self, cube=piece, origin=self.origin.with_fields(**shared))
+        if piece is self.cube:
+            return self
+        before = self.cube
+        # Only the fields the split changed (a new object) need mirroring onto the origin.
+        shared = {
+            n: value
+            for n in FIELDS
+            if (value := getattr(piece, n)) is not getattr(before, n) and n not in self.translated
+        }
+        origin = self.origin._with(shared) if shared else self.origin
+        return self._copy(cube=piece, origin=origin)
 
     def doubtful(self, reason: str) -> Flow:
         reasons = self.reasons if reason in self.reasons else (*self.reasons, reason)
-        return replace(self, certain=False, reasons=reasons)
+        return self._copy(certain=False, reasons=reasons)
 
     def translate(self, **values: Any) -> Flow:
-        return replace(
-            self,
+        return self._copy(
             cube=self.cube.with_fields(**values),
             translated=self.translated | frozenset(values),
         )
 
     def decided(self, decision: Decision) -> Flow:
-        return replace(self, steps=(*self.steps, decision))
+        return self._copy(steps=(*self.steps, decision))
+
+    def reset(self) -> Flow:
+        """The same packets with no rules or translations recorded yet (for the next hook)."""
+        if not self.steps and not self.nat:
+            return self
+        return Flow(self.cube, self.origin, self.translated, self.certain, self.reasons)
 
 
 @dataclass(frozen=True)
@@ -366,7 +404,7 @@ def _after_accept(ending: _Ending) -> Flow:
     nat = ending.nat
     if nat is None:
         return flow
-    flow = replace(flow, nat=(*flow.nat, nat))
+    flow = flow._copy(nat=(*flow.nat, nat))
     if not nat.exact:
         return flow.doubtful(f"{nat.text}: translation target not modelled")
     return _apply_exact_nat(flow, nat)
@@ -378,7 +416,7 @@ def _apply_exact_nat(flow: Flow, nat: Nat) -> Flow:
     port_field = {"dnat": "dport", "snat": "sport", "redirect": "dport"}.get(nat.kind)
     values: dict[str, Any] = {}
     if address_field and nat.addr is not None:
-        values[address_field] = IPSet([IPAddress(nat.addr)])
+        values[address_field] = AddressSet.of(IPAddress(nat.addr))
     if port_field and nat.port is not None:
         carries_ports = flow.cube.intersect(Constraint({"proto": PORT_PROTOS}))
         if carries_ports is not None:
@@ -386,12 +424,12 @@ def _apply_exact_nat(flow: Flow, nat: Nat) -> Flow:
     return flow.translate(**values) if values else flow
 
 
-def apply_source_nat(flow: Flow, addresses: IPSet) -> Flow:
+def apply_source_nat(flow: Flow, addresses: AddressSet) -> Flow:
     """Masquerade: the source becomes the egress interface's address(es)."""
     return flow.translate(saddr=addresses)
 
 
-def apply_redirect(flow: Flow, addresses: IPSet) -> Flow:
+def apply_redirect(flow: Flow, addresses: AddressSet) -> Flow:
     return flow.translate(daddr=addresses)
 
 

@@ -25,8 +25,9 @@ from auditor.inventory import HostDef, Inventory, Medium, Role, Zone
 from probes.facts import HostFacts, Interface, Listener, Route
 from topology.fields import family_universe
 from topology.firewall import Firewall
+from topology.intervals import V4_TOP, V6_TOP, AddressSet, contains, normalise
 
-LOOPBACK = IPSet(["127.0.0.0/8", "::1/128"])
+LOOPBACK = AddressSet.of("127.0.0.0/8", "::1/128")
 #: The rules every Linux host has (local, main, default); anything else is policy routing.
 DEFAULT_RULE_PRIORITIES = frozenset({0, 32766, 32767})
 
@@ -51,8 +52,8 @@ class Segment:
     over: str | None = None  #: a tunnel's underlay network
 
     @cached_property
-    def addresses(self) -> IPSet:
-        return IPSet(self.prefixes)
+    def addresses(self) -> AddressSet:
+        return AddressSet.of(*self.prefixes)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,10 @@ class RouteEntry:
     gateway: IPAddress | None = None
     device: str | None = None
     metric: int = 0
+
+    @cached_property
+    def addresses(self) -> AddressSet:
+        return AddressSet.of(self.prefix)
 
     def describe(self) -> str:
         via = f" via {self.gateway}" if self.gateway is not None else ""
@@ -98,15 +103,17 @@ class RouteTable:
     def entries(self, family: int) -> list[RouteEntry]:
         return list(self._by_family[family])
 
-    def lookup(self, family: int, destinations: IPSet) -> list[tuple[IPSet, RouteEntry | None]]:
+    def lookup(
+        self, family: int, destinations: AddressSet | IPSet
+    ) -> list[tuple[AddressSet, RouteEntry | None]]:
         """Partition destinations by the route each one takes; None for "no route"."""
-        remaining = destinations & family_universe(family)
-        parts: list[tuple[IPSet, RouteEntry | None]] = []
+        remaining = AddressSet.coerce(destinations) & family_universe(family)
+        parts: list[tuple[AddressSet, RouteEntry | None]] = []
         for entry in self._by_family[family]:
             if not remaining:
                 break
             # Entries are sorted by prefix length then metric: the first that covers wins.
-            covered = remaining & IPSet([entry.prefix])
+            covered = remaining & entry.addresses
             if covered:
                 parts.append((covered, entry))
                 remaining = remaining - covered
@@ -146,12 +153,12 @@ class HostModel:
     notes: list[str] = field(default_factory=list)
 
     @cached_property
-    def addresses(self) -> IPSet:
+    def addresses(self) -> AddressSet:
         """The host's own addresses on its segments (loopback excluded)."""
-        return IPSet([a for att in self.attachments for a in att.addresses])
+        return AddressSet.of(*[a for att in self.attachments for a in att.addresses])
 
     @cached_property
-    def local_addresses(self) -> IPSet:
+    def local_addresses(self) -> AddressSet:
         """Every destination the host delivers locally: its addresses and loopback."""
         extra = [
             a.address
@@ -159,7 +166,7 @@ class HostModel:
             for a in i.addresses
             if _parse_ip(a.address) is not None
         ]
-        return self.addresses | LOOPBACK | IPSet(extra)
+        return self.addresses | LOOPBACK | AddressSet.of(*extra)
 
     def attachment_on(self, segment: str) -> Attachment | None:
         return next((a for a in self.attachments if a.segment == segment), None)
@@ -167,10 +174,18 @@ class HostModel:
     def attachment_of_interface(self, interface: str) -> Attachment | None:
         return next((a for a in self.attachments if a.interface == interface), None)
 
-    def addresses_on(self, segment: str, family: int | None = None) -> IPSet:
-        att = self.attachment_on(segment)
-        found = IPSet(att.addresses) if att else IPSet()
-        return found & family_universe(family) if family else found
+    def addresses_on(self, segment: str, family: int | None = None) -> AddressSet:
+        found = self._addresses_by_segment.get(segment)
+        if found is None:
+            att = self.attachment_on(segment)
+            found = AddressSet.of(*att.addresses) if att else AddressSet()
+            self._addresses_by_segment[segment] = found
+        return found.in_family(family) if family else found
+
+    @cached_property
+    def _addresses_by_segment(self) -> dict[str, AddressSet]:
+        # Asked at every on-link delivery and masquerade: converted once per segment.
+        return {}
 
     @property
     def is_router(self) -> bool:
@@ -191,7 +206,8 @@ class Topology:
         self.segments = dict(segments)
         self.hosts = dict(hosts)
         self.graph = nx.Graph()
-        self._owners: dict[str, dict[IPAddress, str]] = {s: {} for s in self.segments}
+        #: per segment: (family, address as an integer) -> the host holding it there
+        self._owners: dict[str, dict[tuple[int, int], str]] = {s: {} for s in self.segments}
         for segment in self.segments.values():
             self.graph.add_node(
                 segment_node(segment.name),
@@ -215,7 +231,8 @@ class Topology:
                     addresses=[str(a) for a in att.addresses],
                 )
                 for address in att.addresses:
-                    self._owners.setdefault(att.segment, {})[address] = host.name
+                    key = (address.version, int(address))
+                    self._owners.setdefault(att.segment, {})[key] = host.name
 
     @classmethod
     def build(cls, inventory: Inventory, facts: Mapping[str, HostFacts]) -> Topology:
@@ -226,25 +243,28 @@ class Topology:
         return cls(segments, hosts)
 
     def owner_of(self, segment: str, address: IPAddress) -> str | None:
-        return self._owners.get(segment, {}).get(address)
+        return self._owners.get(segment, {}).get((address.version, int(address)))
 
-    def owners(self, segment: str, destinations: IPSet) -> list[tuple[str, IPSet]]:
+    def owners(
+        self, segment: str, destinations: AddressSet | IPSet
+    ) -> list[tuple[str, AddressSet]]:
         """The hosts owning some of the destinations on a segment, with those addresses."""
-        by_host: dict[str, list[IPAddress]] = {}
+        destinations = AddressSet.coerce(destinations)
+        by_host: dict[str, list[tuple[int, int]]] = {}
         owners = self._owners.get(segment, {})
         if len(owners) <= 64 or destinations.size > len(owners):
-            candidates: Iterable[tuple[IPAddress, str]] = owners.items()
+            candidates: Iterable[tuple[tuple[int, int], str]] = owners.items()
         else:
             # Few destinations: look each one up instead of scanning the whole segment.
-            candidates = ((a, owners[a]) for a in destinations if a in owners)
-        for address, host in candidates:
-            if address in destinations:
-                by_host.setdefault(host, []).append(address)
-        return [(h, IPSet(addrs)) for h, addrs in by_host.items()]
+            candidates = ((k, owners[k]) for k in destinations.integers() if k in owners)
+        for (family, value), host in candidates:
+            if contains(destinations.spans(family), value):
+                by_host.setdefault(host, []).append((family, value))
+        return [(h, _address_set_of(keys)) for h, keys in by_host.items()]
 
     def owners_among(
-        self, segment: str, hosts: Iterable[str], destinations: IPSet
-    ) -> list[tuple[str, IPSet]]:
+        self, segment: str, hosts: Iterable[str], destinations: AddressSet
+    ) -> list[tuple[str, AddressSet]]:
         """Like ``owners``, looking only at the given hosts (cheap on a crowded segment)."""
         found = []
         for name in hosts:
@@ -256,11 +276,19 @@ class Topology:
     def members(self, segment: str) -> list[str]:
         return sorted(set(self._owners.get(segment, {}).values()))
 
-    def segments_containing(self, addresses: IPSet) -> list[str]:
-        return [s.name for s in self.segments.values() if s.addresses & addresses]
+    def segments_containing(self, addresses: AddressSet | IPSet) -> list[str]:
+        wanted = AddressSet.coerce(addresses)
+        return [s.name for s in self.segments.values() if s.addresses & wanted]
 
-    def segment_addresses(self, name: str) -> IPSet:
+    def segment_addresses(self, name: str) -> AddressSet:
         return self.segments[name].addresses
+
+
+def _address_set_of(keys: Iterable[tuple[int, int]]) -> AddressSet:
+    spans: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+    for family, value in keys:
+        spans[family].append((value, value))
+    return AddressSet(normalise(spans[4], V4_TOP), normalise(spans[6], V6_TOP))
 
 
 def _inventory_segments(inventory: Inventory) -> dict[str, Segment]:

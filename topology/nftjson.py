@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from netaddr import AddrFormatError, IPAddress, IPNetwork, IPRange, IPSet
+from netaddr import AddrFormatError, IPAddress, IPNetwork, IPRange
 
 from topology.fields import (
     BYTE_TOP,
@@ -31,6 +31,7 @@ from topology.fields import (
     family_universe,
     protos,
 )
+from topology.intervals import AddressSet
 from topology.space import TOP, Constraint, Cube, split
 
 
@@ -54,7 +55,7 @@ class Condition:
 
     @classmethod
     def always(cls) -> Condition:
-        return cls((TOP,), (TOP,))
+        return cls.exactly((TOP,))
 
     @classmethod
     def never(cls) -> Condition:
@@ -69,12 +70,22 @@ class Condition:
         terms = tuple(terms)
         return cls(terms, terms)
 
+    @property
+    def exact(self) -> bool:
+        # Compiled conditions share one tuple when nothing is unknown (see ``exactly``).
+        return self.sure is self.possible
+
     def and_(self, other: Condition) -> Condition:
+        if self.exact and other.exact:
+            return Condition.exactly(_cross(self.sure, other.sure))
         return Condition(_cross(self.sure, other.sure), _cross(self.possible, other.possible))
 
     def split(self, cubes: Iterable[Cube]) -> tuple[list[Cube], list[Cube], list[Cube]]:
         """(certainly matched, maybe matched, certainly not matched), pairwise disjoint."""
         sure, rest = split(cubes, self.sure)
+        if self.exact:
+            # Nothing outside "sure" can match "possible" when both are the same terms.
+            return sure, [], rest
         maybe, never = split(rest, self.possible)
         return sure, maybe, never
 
@@ -241,17 +252,17 @@ def _unwrap(value: Any) -> Any:
 
 
 def _addr_parser(family: int) -> Parser:
-    def parse(value: Any) -> IPSet:
+    def parse(value: Any) -> AddressSet:
         value = _unwrap(value)
         try:
             if isinstance(value, dict) and "prefix" in value:
                 p = value["prefix"]
-                return _in_family(IPSet([IPNetwork(f"{p['addr']}/{p['len']}")]), family)
+                return _in_family(AddressSet.of(IPNetwork(f"{p['addr']}/{p['len']}")), family)
             if isinstance(value, dict) and "range" in value:
                 lo, hi = value["range"]
-                return _in_family(IPSet(IPRange(str(lo), str(hi))), family)
+                return _in_family(AddressSet.of(IPRange(str(lo), str(hi))), family)
             if isinstance(value, str):
-                return _in_family(IPSet([IPAddress(value)]), family)
+                return _in_family(AddressSet.of(IPAddress(value)), family)
         except (AddrFormatError, ValueError, KeyError, TypeError) as exc:
             raise UnsupportedError(f"address {value!r}: {exc}") from exc
         raise UnsupportedError(f"address {render(value)}")
@@ -259,7 +270,7 @@ def _addr_parser(family: int) -> Parser:
     return parse
 
 
-def _in_family(addresses: IPSet, family: int) -> IPSet:
+def _in_family(addresses: AddressSet, family: int) -> AddressSet:
     return addresses & family_universe(family)
 
 

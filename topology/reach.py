@@ -22,7 +22,7 @@ from __future__ import annotations
 import weakref
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from netaddr import IPAddress, IPSet
@@ -32,6 +32,7 @@ from probes.facts import Listener
 from topology.fields import NO_DEVICE, NameSet, describe_ipset, ports, protos
 from topology.firewall import Flow, Hook, Verdict, apply_redirect, apply_source_nat
 from topology.graph import LOOPBACK, HostModel, RouteEntry, Topology
+from topology.intervals import V4_ALL, AddressSet
 from topology.space import Constraint, Cube, PacketSpace, split
 
 #: Beyond this many host visits the search stops and the result says so.
@@ -122,7 +123,7 @@ def segment_index(topology: Topology) -> SegmentIndex:
 @dataclass
 class _Search:
     topology: Topology
-    destinations: IPSet
+    destinations: AddressSet
     to_input: bool
     local_only: bool = False
     queue: deque[_Item] = field(default_factory=deque)
@@ -421,7 +422,7 @@ def _run(host: HostModel, hook: Hook, flows: list[Flow]) -> list[tuple[_Rules, l
     """Accepted flows of a hook, grouped by the rules that accepted them."""
     if not flows:
         return []
-    fresh = [replace(f, steps=(), nat=()) for f in flows]
+    fresh = [f.reset() for f in flows]
     groups: dict[tuple[str, ...], tuple[_Rules, list[Flow]]] = {}
     for verdict, flow in host.firewall.run_hook(hook, fresh):
         if verdict is not Verdict.ACCEPT:
@@ -470,8 +471,8 @@ def _restrict(flows: Iterable[Flow], constraint: Constraint) -> list[Flow]:
     return [f.narrowed(c) for f in flows if (c := f.cube.intersect(constraint))]
 
 
-def _daddrs(flows: Iterable[Flow]) -> IPSet:
-    out = IPSet()
+def _daddrs(flows: Iterable[Flow]) -> AddressSet:
+    out = AddressSet()
     for f in flows:
         out = out | f.cube.daddr
     return out
@@ -508,7 +509,7 @@ def _may_forward(host: HostModel) -> bool:
 def _masqueraded(host: HostModel, segment: str | None, flow: Flow) -> Flow:
     if not any(n.kind == "masquerade" for n in flow.nat):
         return flow
-    own = host.addresses_on(segment, flow.cube.version) if segment else IPSet()
+    own = host.addresses_on(segment, flow.cube.version) if segment else AddressSet()
     if not own:
         return flow.doubtful(f"{host.name}: masquerade without a known address on {segment}")
     return apply_source_nat(flow, own)
@@ -517,7 +518,7 @@ def _masqueraded(host: HostModel, segment: str | None, flow: Flow) -> Flow:
 def _redirected(host: HostModel, segment: str | None, flow: Flow) -> Flow:
     if not any(n.kind == "redirect" for n in flow.nat):
         return flow
-    own = host.addresses_on(segment, flow.cube.version) if segment else IPSet()
+    own = host.addresses_on(segment, flow.cube.version) if segment else AddressSet()
     return apply_redirect(flow, own or host.addresses)
 
 
@@ -538,7 +539,7 @@ def _any_dnat(topology: Topology) -> bool:
 def reach(
     topology: Topology,
     source: str,
-    destinations: IPSet,
+    destinations: AddressSet | IPSet,
     space: PacketSpace | None = None,
     *,
     to_input: bool = False,
@@ -553,6 +554,7 @@ def reach(
     host in the graph counts only once that host's input accepts it.
     """
     host = topology.hosts[source]
+    destinations = AddressSet.coerce(destinations)
     start = _default_space(space).where(ct=frozenset({"new"}))
     start = PacketSpace.of(
         c.with_fields(saddr=c.saddr & host.addresses) for c in start if c.saddr & host.addresses
@@ -582,7 +584,7 @@ def inbound(
     segment: str,
     space: PacketSpace | None = None,
     *,
-    sources: IPSet | None = None,
+    sources: AddressSet | IPSet | None = None,
     max_paths: int = 16,
 ) -> ReachResult:
     """Which new connections from ``segment`` (a network or a tunnel) the host accepts.
@@ -593,7 +595,9 @@ def inbound(
     """
     model = topology.hosts[host]
     att = model.attachment_on(segment)
-    origin = sources if sources is not None else topology.segment_addresses(segment)
+    origin = (
+        AddressSet.coerce(sources) if sources is not None else topology.segment_addresses(segment)
+    )
     own = model.local_addresses - LOOPBACK
     start = _default_space(space).where(
         ct=frozenset({"new"}), saddr=origin - model.addresses, daddr=own
@@ -616,12 +620,12 @@ class ListenerExposure:
     result: ReachResult
 
 
-def listener_addresses(model: HostModel, listener: Listener) -> IPSet:
+def listener_addresses(model: HostModel, listener: Listener) -> AddressSet:
     """The local addresses a socket bound to ``listener.address`` answers on (not loopback)."""
     bound = listener.address.strip("[]").split("%")[0]
     own = model.local_addresses - LOOPBACK
     if bound in ("0.0.0.0",):
-        return own & IPSet(["0.0.0.0/0"])
+        return own & V4_ALL
     if bound in ("::", "*", ""):
         # A dual-stack socket (the Linux default) answers IPv4 too.
         return own
@@ -631,7 +635,7 @@ def listener_addresses(model: HostModel, listener: Listener) -> IPSet:
         return own
     if address.version == 6 and address.is_ipv4_mapped():
         address = address.ipv4()
-    return IPSet([address]) - LOOPBACK
+    return AddressSet.of(address) - LOOPBACK
 
 
 def listener_exposure(topology: Topology, host: str) -> list[ListenerExposure] | None:
@@ -655,5 +659,5 @@ def listener_exposure(topology: Topology, host: str) -> list[ListenerExposure] |
 
 
 def describe_destinations(result: ReachResult) -> str:
-    addresses = result.reached.addresses() | result.maybe_reached.addresses()
+    addresses = result.reached.address_set() | result.maybe_reached.address_set()
     return describe_ipset(addresses)

@@ -11,7 +11,7 @@ match on a port also constrains the protocol, so a cube never mixes the two mean
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from netaddr import IPAddress, IPSet
@@ -32,26 +32,38 @@ from topology.fields import (
     describe_protos,
     family_universe,
 )
+from topology.intervals import AddressSet
 
 _ECHO4 = IntervalSet.of(255, [8])
 _ECHO6 = IntervalSet.of(255, [128])
 
 #: The header fields of a cube, in the order constraints are applied when splitting.
 FIELDS = ("family", "proto", "saddr", "daddr", "sport", "dport", "iif", "oif", "ct", "icmp_type")
+_FIELD_SET = frozenset(FIELDS)
+_ADDRESS_FIELDS = ("saddr", "daddr")
 
 
 def _is_empty(value: Any) -> bool:
-    if isinstance(value, IntervalSet | NameSet):
-        return value.is_empty()
-    return not value
+    # frozensets (family, ct) are empty when falsy; the set types say so themselves.
+    return not value if type(value) is frozenset else bool(value.is_empty())
+
+
+def _same(before: Any, after: Any) -> bool:
+    """Is ``after`` (a subset of ``before``) still all of it? Cheap: identity, or a size."""
+    if after is before:
+        return True
+    return type(after) is frozenset and len(after) == len(before)
+
+
+def _addresses_in(values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Address fields given as ``netaddr.IPSet`` (callers at the edge) become AddressSets."""
+    if any(isinstance(values.get(n), IPSet) for n in _ADDRESS_FIELDS):
+        return {n: AddressSet.coerce(v) if n in _ADDRESS_FIELDS else v for n, v in values.items()}
+    return values
 
 
 def _meet(a: Any, b: Any) -> Any:
     return a & b
-
-
-def _minus(a: Any, b: Any) -> Any:
-    return a - b
 
 
 @dataclass(frozen=True)
@@ -61,9 +73,10 @@ class Constraint:
     values: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        unknown = set(self.values) - set(FIELDS)
-        if unknown:
+        if not _FIELD_SET.issuperset(self.values):
+            unknown = set(self.values) - _FIELD_SET
             raise ValueError(f"unknown packet fields {sorted(unknown)}")
+        object.__setattr__(self, "values", _addresses_in(self.values))
 
     def meet(self, other: Constraint) -> Constraint | None:
         """Both constraints at once, or None when no packet can satisfy both."""
@@ -78,14 +91,14 @@ class Constraint:
 TOP = Constraint()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Cube:
     """One class of packets of one address family: every combination of the field values."""
 
     family: frozenset[int]
     proto: IntervalSet
-    saddr: IPSet
-    daddr: IPSet
+    saddr: AddressSet
+    daddr: AddressSet
     sport: IntervalSet
     dport: IntervalSet
     iif: NameSet
@@ -117,13 +130,35 @@ class Cube:
         return any(_is_empty(getattr(self, name)) for name in FIELDS)
 
     def with_fields(self, **values: Any) -> Cube:
-        return replace(self, **values)
+        return self._with(_addresses_in(values))
+
+    def _with(self, values: Mapping[str, Any]) -> Cube:
+        """A copy with some fields replaced. Written out because ``dataclasses.replace``
+        (which introspects the fields on every call) was a tenth of the firewall walk."""
+        get = values.get
+        return Cube(
+            get("family", self.family),
+            get("proto", self.proto),
+            get("saddr", self.saddr),
+            get("daddr", self.daddr),
+            get("sport", self.sport),
+            get("dport", self.dport),
+            get("iif", self.iif),
+            get("oif", self.oif),
+            get("ct", self.ct),
+            get("icmp_type", self.icmp_type),
+        )
 
     def intersect(self, constraint: Constraint) -> Cube | None:
-        updates = {n: _meet(getattr(self, n), v) for n, v in constraint.values.items()}
-        if any(_is_empty(v) for v in updates.values()):
-            return None
-        return replace(self, **updates) if updates else self
+        updates: dict[str, Any] = {}
+        for name, value in constraint.values.items():
+            mine = getattr(self, name)
+            met = mine & value
+            if _is_empty(met):
+                return None
+            if not _same(mine, met):
+                updates[name] = met
+        return self._with(updates) if updates else self
 
     def subtract(self, constraint: Constraint) -> list[Cube]:
         """Disjoint cubes covering exactly the packets of self outside the constraint."""
@@ -131,13 +166,14 @@ class Cube:
         current = self
         for name, value in constraint.values.items():
             mine = getattr(current, name)
-            outside = _minus(mine, value)
+            outside = mine - value
             if not _is_empty(outside):
-                pieces.append(replace(current, **{name: outside}))
-            inside = _meet(mine, value)
+                pieces.append(current._with({name: outside}))
+            inside = mine & value
             if _is_empty(inside):
                 return pieces
-            current = replace(current, **{name: inside})
+            if not _same(mine, inside):
+                current = current._with({name: inside})
         return pieces
 
     def as_constraint(self) -> Constraint:
@@ -260,11 +296,15 @@ class PacketSpace:
         """Set fields to new values (a translation), keeping the rest of every cube."""
         return PacketSpace.of(cube.with_fields(**values) for cube in self)
 
-    def addresses(self, which: str = "daddr") -> IPSet:
-        out = IPSet()
+    def address_set(self, which: str = "daddr") -> AddressSet:
+        out = AddressSet()
         for cube in self:
             out = out | getattr(cube, which)
         return out
+
+    def addresses(self, which: str = "daddr") -> IPSet:
+        """The addresses of one field over all cubes, as netaddr sees them (for callers)."""
+        return self.address_set(which).to_ipset()
 
     def contains(self, packet: Packet) -> bool:
         point = packet.as_cube().as_constraint()
@@ -302,7 +342,7 @@ def _join(a: Cube, b: Cube) -> Cube | None:
     if len(differing) != 1 or differing[0] == "family":
         return None
     name = differing[0]
-    return replace(a, **{name: getattr(a, name) | getattr(b, name)})
+    return a._with({name: getattr(a, name) | getattr(b, name)})
 
 
 #: Stands for "some interface no rule names" in a concrete packet.
@@ -328,8 +368,8 @@ class Packet:
         return Cube(
             family=frozenset({self.family}),
             proto=IntervalSet.of(255, [self.proto]),
-            saddr=IPSet([IPAddress(self.saddr)]),
-            daddr=IPSet([IPAddress(self.daddr)]),
+            saddr=AddressSet.of(IPAddress(self.saddr)),
+            daddr=AddressSet.of(IPAddress(self.daddr)),
             sport=IntervalSet.of(65535, [self.sport]),
             dport=IntervalSet.of(65535, [self.dport]),
             iif=NameSet.of(self.iif if self.iif is not None else UNNAMED_DEVICE),
