@@ -8,6 +8,7 @@ auditor may ever send a packet to. See ``docs/inventory.md`` for the format.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -311,13 +312,62 @@ class Inventory(Strict):
         return sorted(n for n, d in self.networks.items() if d.zone in zones)
 
     def network_of(self, address: IPAddress) -> str | None:
-        for name, definition in self.networks.items():
-            if any(address in p for p in definition.prefixes):
-                return name
-        for name, tunnel in self.tunnels.items():
-            if any(address in p for p in tunnel.prefixes):
-                return name
-        return None
+        """The network (else the tunnel) whose prefix holds the address: the first listed
+        when several would (a valid inventory has no overlap)."""
+        return self._network_index.find(address)
+
+    @cached_property
+    def _network_index(self) -> AddressIndex:
+        # Built once: network_of is asked for every interface address of every host, and a
+        # scan over all networks made that quadratic in the organisation's size.
+        entries = [(n, p) for n, d in self.networks.items() for p in d.prefixes]
+        entries += [(n, p) for n, t in self.tunnels.items() for p in t.prefixes]
+        return AddressIndex(entries)
+
+
+class AddressIndex:
+    """Which named prefix holds an address, by bisection over disjoint integer ranges.
+
+    Entries earlier in the list win where prefixes overlap, as a scan in that order would.
+    """
+
+    def __init__(self, entries: list[tuple[str, IPNetwork]]) -> None:
+        self._starts: dict[int, list[int]] = {4: [], 6: []}
+        self._ranges: dict[int, list[tuple[int, int, str]]] = {4: [], 6: []}
+        for name, prefix in entries:
+            self._add(prefix.version, prefix.first, prefix.last, name)
+
+    def _add(self, family: int, first: int, last: int, name: str) -> None:
+        starts, ranges = self._starts[family], self._ranges[family]
+        cursor = first
+        i = max(0, bisect_right(starts, first) - 1)
+        pieces: list[tuple[int, int, str]] = []
+        # Keep only the parts no earlier entry covers.
+        while cursor <= last and i < len(ranges):
+            lo, hi, _ = ranges[i]
+            if hi < cursor:
+                i += 1
+                continue
+            if lo > last:
+                break
+            if lo > cursor:
+                pieces.append((cursor, lo - 1, name))
+            cursor = hi + 1
+            i += 1
+        if cursor <= last:
+            pieces.append((cursor, last, name))
+        for piece in pieces:
+            at = bisect_right(starts, piece[0])
+            starts.insert(at, piece[0])
+            ranges.insert(at, piece)
+
+    def find(self, address: IPAddress) -> str | None:
+        family, value = address.version, int(address)
+        i = bisect_right(self._starts[family], value) - 1
+        if i < 0:
+            return None
+        _, last, name = self._ranges[family][i]
+        return name if value <= last else None
 
 
 def load_inventory(path: Path) -> Inventory:
