@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -183,3 +184,19 @@ def test_forward_guard_stops_routing_through_the_host(lab: LabState) -> None:
     canary = run_in("inet-canary", "cat /var/log/lab/canary.log").stdout
     assert "10.98.40.20" not in canary and "fd98:0:0:40::20" not in canary
     assert "counter packets" in guard.listing()
+
+
+def test_lab_status_shows_every_host_the_tunnels_and_the_last_delivery(lab: LabState) -> None:
+    proc = subprocess.run(
+        ["auditor", "lab", "status"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"COLUMNS": "250", "PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    for host in lab.containers:
+        assert host in proc.stdout
+    assert "wg-in:" in proc.stdout and "wg-out:" in proc.stdout
+    assert "hospital-" in proc.stdout  # the name of the last file delivered at recipient
