@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from netaddr import IPSet
-
 from auditor.findings import Hop, Judgement, Status
 from auditor.inventory import Role
 from policies.context import AuditContext
 from probes.facts import HostFacts
 from topology.firewall import Hook
+from topology.intervals import AddressSet
 from topology.reach import Reachability, ReachResult, describe_destinations, inbound, reach
 from topology.space import PacketSpace
 
@@ -58,9 +57,15 @@ def missing_routing_facts(ctx: AuditContext, host: str) -> str | None:
     return f"{host}: missing " + ", ".join(lacking) if lacking else None
 
 
-def external_addresses(ctx: AuditContext) -> IPSet:
+def external_addresses(ctx: AuditContext) -> AddressSet:
+    """Every address of the external and office networks (computed once per inventory)."""
     inventory = ctx.inventory
-    return IPSet(p for n in ctx.external_networks() for p in inventory.networks[n].prefixes)
+    return ctx.derived(
+        "external-addresses",
+        lambda: AddressSet.of(
+            *(p for n in ctx.external_networks() for p in inventory.networks[n].prefixes)
+        ),
+    )
 
 
 def _no_model(ctx: AuditContext, host: str) -> Side | None:
