@@ -189,6 +189,10 @@ class Firewall:
     def __init__(self, ruleset: Ruleset | None) -> None:
         self._ruleset = ruleset
         self._hooks: dict[Hook, list[Chain]] = defaultdict(list)
+        #: evaluate() answers by (hook, space): the ruleset never changes once compiled, and
+        #: checks ask the same question of every host sharing it (default-deny, say).
+        self._evaluated: dict[tuple[Hook, PacketSpace], list[Outcome]] = {}
+        self._has_nat: dict[Hook, bool] = {}
         if ruleset is not None:
             for chain in ruleset.chains.values():
                 if chain.is_base and chain.family in _FAMILY_OF_TABLE and chain.hook in set(Hook):
@@ -225,12 +229,15 @@ class Firewall:
         return list(self._hooks.get(hook, []))
 
     def has_nat(self, hook: Hook) -> bool:
-        return any(
-            arm.action is Action.NAT
-            for chain in self._hooks.get(hook, [])
-            for rule in self._all_rules_from(chain)
-            for arm in rule.arms
-        )
+        found = self._has_nat.get(hook)
+        if found is None:
+            found = self._has_nat[hook] = any(
+                arm.action is Action.NAT
+                for chain in self._hooks.get(hook, [])
+                for rule in self._all_rules_from(chain)
+                for arm in rule.arms
+            )
+        return found
 
     def _all_rules_from(self, chain: Chain, seen: set[str] | None = None) -> Iterable[Rule]:
         seen = seen if seen is not None else set()
@@ -246,7 +253,13 @@ class Firewall:
 
     # -- the public questions ----------------------------------------------------------------
     def evaluate(self, hook: Hook, space: PacketSpace) -> list[Outcome]:
-        return self.evaluate_flows(hook, [Flow.start(c) for c in space])
+        key = (hook, space)
+        outcomes = self._evaluated.get(key)
+        if outcomes is None:
+            outcomes = self._evaluated[key] = self.evaluate_flows(
+                hook, [Flow.start(c) for c in space]
+            )
+        return list(outcomes)
 
     def accepts(self, hook: Hook, space: PacketSpace) -> PacketSpace:
         """Every packet that may be accepted (certainly or not), after translations."""

@@ -13,10 +13,12 @@ with rules beyond the three defaults gets a note saying so).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 import networkx as nx
 from netaddr import AddrFormatError, IPAddress, IPNetwork, IPSet
@@ -238,8 +240,11 @@ class Topology:
     def build(cls, inventory: Inventory, facts: Mapping[str, HostFacts]) -> Topology:
         segments = _inventory_segments(inventory)
         hosts: dict[str, HostModel] = {}
+        firewalls = FirewallCache()
         for name, definition in inventory.hosts.items():
-            hosts[name] = _host_model(name, definition, facts.get(name), inventory, segments)
+            hosts[name] = _host_model(
+                name, definition, facts.get(name), inventory, segments, firewalls=firewalls
+            )
         return cls(segments, hosts)
 
     def owner_of(self, segment: str, address: IPAddress) -> str | None:
@@ -316,6 +321,8 @@ def _host_model(
     facts: HostFacts | None,
     inventory: Inventory,
     segments: dict[str, Segment],
+    *,
+    firewalls: FirewallCache,
 ) -> HostModel:
     if facts is None:
         return HostModel(
@@ -327,9 +334,7 @@ def _host_model(
             attachments=_declared_attachments(name, definition),
             notes=["no facts collected: firewall, routes and forwarding unknown"],
         )
-    firewall = (
-        Firewall.unknown() if facts.nftables is None else Firewall.from_nft_json(facts.nftables)
-    )
+    firewall = Firewall.unknown() if facts.nftables is None else firewalls.get(facts.nftables)
     interfaces = {i.name: i for i in facts.interfaces or []}
     attachments = (
         _observed_attachments(name, facts.interfaces, inventory, segments)
@@ -348,6 +353,23 @@ def _host_model(
         listeners=facts.listeners,
         notes=_fact_notes(facts),
     )
+
+
+class FirewallCache:
+    """Compiled firewalls by the content of their rule set: hosts with the same ``nft -j``
+    document (every terminal of a site, typically) share one compiled, immutable Firewall,
+    and with it whatever the Firewall memoises."""
+
+    def __init__(self) -> None:
+        self._compiled: dict[bytes, Firewall] = {}
+
+    def get(self, document: Mapping[str, Any]) -> Firewall:
+        # Key order kept as collected: equal documents as nft prints them are equal strings.
+        key = hashlib.sha256(json.dumps(document, separators=(",", ":")).encode()).digest()
+        firewall = self._compiled.get(key)
+        if firewall is None:
+            firewall = self._compiled[key] = Firewall.from_nft_json(document)
+        return firewall
 
 
 def _fact_notes(facts: HostFacts) -> list[str]:

@@ -638,9 +638,24 @@ def listener_addresses(model: HostModel, listener: Listener) -> AddressSet:
     return AddressSet.of(address) - LOOPBACK
 
 
+_EXPOSURES: weakref.WeakKeyDictionary[Topology, dict[str, list[ListenerExposure] | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def listener_exposure(topology: Topology, host: str) -> list[ListenerExposure] | None:
     """For each listening socket (loopback excluded) and each segment of the host: who can
-    open a new connection to it. None when the listeners were not collected."""
+    open a new connection to it. None when the listeners were not collected.
+
+    Answered once per topology and host: two controls ask it of every organisation host."""
+    known = _EXPOSURES.setdefault(topology, {})
+    if host not in known:
+        known[host] = _listener_exposure(topology, host)
+    found = known[host]
+    return list(found) if found is not None else None
+
+
+def _listener_exposure(topology: Topology, host: str) -> list[ListenerExposure] | None:
     model = topology.hosts[host]
     if model.listeners is None:
         return None
