@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 from netaddr import AddrFormatError, IPAddress, IPNetwork, IPRange
@@ -202,6 +203,15 @@ _FAMILY6 = {"family": frozenset({6})}
 
 
 def _payload_selector(protocol: str, name: str | None) -> Selector:
+    found = _payload_table().get((protocol, name))
+    if found is None:
+        raise UnsupportedError(f"cannot model {protocol} {name}")
+    return found
+
+
+@cache
+def _payload_table() -> dict[tuple[str, str | None], Selector]:
+    """Every payload field modelled, built once (the parsers are defined further down)."""
     table: dict[tuple[str, str | None], Selector] = {
         ("ip", "saddr"): Selector("saddr", _addr_parser(4), _FAMILY4),
         ("ip", "daddr"): Selector("daddr", _addr_parser(4), _FAMILY4),
@@ -219,14 +229,13 @@ def _payload_selector(protocol: str, name: str | None) -> Selector:
         ),
     }
     port_protos = {"tcp": 6, "udp": 17, "sctp": 132, "dccp": 33, "udplite": 136}
-    if protocol in port_protos and name in ("sport", "dport"):
-        return Selector(name, _parse_ports, {"proto": protos(port_protos[protocol])})
-    if protocol == "th" and name in ("sport", "dport"):
+    for protocol, number in port_protos.items():
+        for name in ("sport", "dport"):
+            table[(protocol, name)] = Selector(name, _parse_ports, {"proto": protos(number)})
+    for name in ("sport", "dport"):
         # Handled by _match: for protocols without ports the bytes read are not ports.
-        return Selector(name, _parse_ports, {"proto": PORT_PROTOS})
-    if (protocol, name) in table:
-        return table[(protocol, name)]
-    raise UnsupportedError(f"cannot model {protocol} {name}")
+        table[("th", name)] = Selector(name, _parse_ports, {"proto": PORT_PROTOS})
+    return table
 
 
 def _meta_selector(key: str | None) -> Selector:
@@ -705,26 +714,7 @@ def _bare(text: str) -> bool:
 
 
 def _render_known(kind: str, body: Any) -> str | None:
-    simple: dict[str, Callable[[Any], str]] = {
-        "payload": lambda b: f"{b.get('protocol')} {b.get('field')}",
-        "meta": lambda b: f"meta {b.get('key')}",
-        "ct": lambda b: f"ct {b.get('key')}",
-        "prefix": lambda b: f"{b.get('addr')}/{b.get('len')}",
-        "range": lambda b: f"{render(b[0])}-{render(b[1])}",
-        "set": lambda b: "{ " + ", ".join(render(e) for e in b) + " }",
-        "concat": lambda b: " . ".join(render(e) for e in b),
-        "elem": lambda b: render(b.get("val")),
-        "match": _render_match,
-        "jump": lambda b: f"jump {b.get('target')}",
-        "goto": lambda b: f"goto {b.get('target')}",
-        "counter": lambda b: "counter",
-        "log": lambda b: "log" + (f' prefix "{b["prefix"]}"' if b and "prefix" in b else ""),
-        "limit": lambda b: (
-            f"limit rate {'over ' if b.get('inv') else ''}{b.get('rate')}/{b.get('per')}"
-        ),
-        "vmap": lambda b: f"{render(b.get('key'))} vmap {render(b.get('data'))}",
-        "fib": lambda b: f"fib {' . '.join(b.get('flags', []))} {b.get('result')}",
-    }
+    simple = _SIMPLE_RENDERERS  # defined below, with the functions it names
     if kind in simple and (body is not None or kind in ("counter", "log")):
         try:
             return simple[kind](body)
@@ -756,6 +746,29 @@ def _render_nat(kind: str, body: Any) -> str:
     if "port" in body:
         target += f":{render(body['port'])}"
     return f"{kind} to {target}"
+
+
+#: Renderers of the expressions shown as nft shows them, built once (not per expression).
+_SIMPLE_RENDERERS: dict[str, Callable[[Any], str]] = {
+    "payload": lambda b: f"{b.get('protocol')} {b.get('field')}",
+    "meta": lambda b: f"meta {b.get('key')}",
+    "ct": lambda b: f"ct {b.get('key')}",
+    "prefix": lambda b: f"{b.get('addr')}/{b.get('len')}",
+    "range": lambda b: f"{render(b[0])}-{render(b[1])}",
+    "set": lambda b: "{ " + ", ".join(render(e) for e in b) + " }",
+    "concat": lambda b: " . ".join(render(e) for e in b),
+    "elem": lambda b: render(b.get("val")),
+    "match": _render_match,
+    "jump": lambda b: f"jump {b.get('target')}",
+    "goto": lambda b: f"goto {b.get('target')}",
+    "counter": lambda b: "counter",
+    "log": lambda b: "log" + (f' prefix "{b["prefix"]}"' if b and "prefix" in b else ""),
+    "limit": lambda b: (
+        f"limit rate {'over ' if b.get('inv') else ''}{b.get('rate')}/{b.get('per')}"
+    ),
+    "vmap": lambda b: f"{render(b.get('key'))} vmap {render(b.get('data'))}",
+    "fib": lambda b: f"fib {' . '.join(b.get('flags', []))} {b.get('result')}",
+}
 
 
 def render_rule(exprs: list[Any]) -> str:

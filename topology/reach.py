@@ -92,6 +92,17 @@ class SegmentIndex:
         self._topology = topology
         self._nat: dict[str, list[str]] = {}
         self._forwarders: dict[str, list[str]] = {}
+        self._any_dnat: bool | None = None
+
+    def any_dnat(self) -> bool:
+        """Does any host translate destinations (prerouting or output NAT)? Asked by every
+        query; a scan of every host each time made a query cost grow with the topology."""
+        if self._any_dnat is None:
+            self._any_dnat = any(
+                h.firewall.has_nat(Hook.PREROUTING) or h.firewall.has_nat(Hook.OUTPUT)
+                for h in self._topology.hosts.values()
+            )
+        return self._any_dnat
 
     def nat_hosts(self, segment: str) -> list[str]:
         if segment not in self._nat:
@@ -529,13 +540,6 @@ def _default_space(space: PacketSpace | None) -> PacketSpace:
     return space if space is not None else PacketSpace.connection_attempts()
 
 
-def _any_dnat(topology: Topology) -> bool:
-    return any(
-        h.firewall.has_nat(Hook.PREROUTING) or h.firewall.has_nat(Hook.OUTPUT)
-        for h in topology.hosts.values()
-    )
-
-
 def reach(
     topology: Topology,
     source: str,
@@ -559,7 +563,7 @@ def reach(
     start = PacketSpace.of(
         c.with_fields(saddr=c.saddr & host.addresses) for c in start if c.saddr & host.addresses
     )
-    if not _any_dnat(topology):
+    if not segment_index(topology).any_dnat():
         # Without any dnat, a destination never changes: only packets to D can reach D.
         start = start.where(daddr=destinations)
     # A host's own addresses are not a network path.

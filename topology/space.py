@@ -57,9 +57,13 @@ def _same(before: Any, after: Any) -> bool:
 
 def _addresses_in(values: Mapping[str, Any]) -> Mapping[str, Any]:
     """Address fields given as ``netaddr.IPSet`` (callers at the edge) become AddressSets."""
-    if any(isinstance(values.get(n), IPSet) for n in _ADDRESS_FIELDS):
-        return {n: AddressSet.coerce(v) if n in _ADDRESS_FIELDS else v for n, v in values.items()}
-    return values
+    saddr, daddr = values.get("saddr"), values.get("daddr")
+    # Checked by exact type first: this runs for every constraint and translation.
+    if (saddr is None or type(saddr) is AddressSet) and (
+        daddr is None or type(daddr) is AddressSet
+    ):
+        return values
+    return {n: AddressSet.coerce(v) if n in _ADDRESS_FIELDS else v for n, v in values.items()}
 
 
 def _meet(a: Any, b: Any) -> Any:
