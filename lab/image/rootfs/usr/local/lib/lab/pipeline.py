@@ -66,9 +66,7 @@ def sftp(step: dict[str, Any], batch: str) -> str:
         *SSH_OPTIONS,
         step["target"],
     ]
-    proc = subprocess.run(
-        cmd, input=batch, capture_output=True, text=True, timeout=60, check=False
-    )
+    proc = subprocess.run(cmd, input=batch, capture_output=True, text=True, timeout=60, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"sftp {step['target']}: {proc.stderr.strip()[-300:]}")
     return proc.stdout
