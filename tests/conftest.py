@@ -1,4 +1,4 @@
-"""The lab session: each scenario is brought up once per test session, baseline first.
+"""The lab session, shared by every lab test (tests/lab, tests/faults): each scenario is brought up once per test session, baseline first.
 
 Reusable by any test that needs the running lab (audit tests included)::
 
