@@ -23,6 +23,8 @@ Spans = tuple[Span, ...]
 
 V4_TOP = (1 << 32) - 1
 V6_TOP = (1 << 128) - 1
+#: Sorts after every span starting at the same value (for bisection by start).
+_AFTER_ALL = 1 << 129
 TOPS = {4: V4_TOP, 6: V6_TOP}
 
 # -- operations on normal span tuples ----------------------------------------------------------
@@ -50,8 +52,8 @@ def meet(a: Spans, b: Spans) -> Spans:
         return a
     if not b:
         return b
-    if len(a) == 1 and len(b) == 1:
-        return _meet_one(a, b)
+    if len(a) == 1 or len(b) == 1:
+        return _meet_single(a, b)
     out: list[Span] = []
     i = j = 0
     na, nb = len(a), len(b)
@@ -73,6 +75,13 @@ def meet(a: Spans, b: Spans) -> Spans:
     return b if result == b else result
 
 
+def _meet_single(a: Spans, b: Spans) -> Spans:
+    """At least one side is a single span (a prefix, a port range): the usual case."""
+    if len(a) == 1 and len(b) == 1:
+        return _meet_one(a, b)
+    return _meet_window(a, b) if len(b) == 1 else _meet_window(b, a)
+
+
 def _meet_one(a: Spans, b: Spans) -> Spans:
     """The usual case, one prefix against one prefix: no loop, no list."""
     alo, ahi = a[0]
@@ -86,6 +95,28 @@ def _meet_one(a: Spans, b: Spans) -> Spans:
     return b if lo == blo and hi == bhi else ((lo, hi),)
 
 
+def _meet_window(many: Spans, one: Spans) -> Spans:
+    """``many`` against a single span: only the spans of ``many`` overlapping it matter, found
+    by bisection, so that a long destination list costs O(log n) per rule it meets."""
+    lo, hi = one[0]
+    # The first span that could reach lo is the last one starting at or before it.
+    start = max(0, bisect_right(many, (lo, _AFTER_ALL)) - 1)
+    if many[start][1] < lo:
+        start += 1
+    end = bisect_right(many, (hi, _AFTER_ALL))
+    if start >= end:
+        return ()
+    if start == 0 and end == len(many) and many[0][0] >= lo and many[-1][1] <= hi:
+        return many
+    window = list(many[start:end])
+    first_lo, first_hi = window[0]
+    window[0] = (max(first_lo, lo), first_hi)
+    last_lo, last_hi = window[-1]
+    window[-1] = (last_lo, min(last_hi, hi))
+    result = tuple(window)
+    return one if result == one else result
+
+
 def minus(a: Spans, b: Spans) -> Spans:
     """Difference ``a - b``; returns ``a`` itself when nothing is removed."""
     if not a or not b:
@@ -94,8 +125,12 @@ def minus(a: Spans, b: Spans) -> Spans:
         return ()
     if b[-1][1] < a[0][0] or a[-1][1] < b[0][0]:
         return a
+    if len(b) == 1:
+        return _minus_window(a, b[0])
     out: list[Span] = []
-    j, nb = 0, len(b)
+    nb = len(b)
+    # Skip, by bisection, the spans of b that end before a starts.
+    j = max(0, bisect_right(b, (a[0][0], _AFTER_ALL)) - 1)
     for lo, hi in a:
         while j < nb and b[j][1] < lo:
             j += 1
@@ -115,6 +150,23 @@ def minus(a: Spans, b: Spans) -> Spans:
             out.append((cursor, hi))
     result = tuple(out)
     return a if result == a else result
+
+
+def _minus_window(a: Spans, cut: Span) -> Spans:
+    """``a`` without one span: the spans before and after it are kept as slices."""
+    lo, hi = cut
+    start = max(0, bisect_right(a, (lo, _AFTER_ALL)) - 1)
+    if a[start][1] < lo:
+        start += 1
+    end = bisect_right(a, (hi, _AFTER_ALL))
+    if start >= end:
+        return a
+    kept: list[Span] = []
+    if a[start][0] < lo:
+        kept.append((a[start][0], lo - 1))
+    if a[end - 1][1] > hi:
+        kept.append((hi + 1, a[end - 1][1]))
+    return a[:start] + tuple(kept) + a[end:]
 
 
 def join(a: Spans, b: Spans) -> Spans:
@@ -150,7 +202,7 @@ def contains(spans: Spans, value: int) -> bool:
         # The usual handful of prefixes: a scan costs less than setting up a bisection.
         return any(lo <= value <= hi for lo, hi in spans)
     # The last span starting at or before value is the only candidate.
-    i = bisect_right(spans, (value, V6_TOP + 1)) - 1
+    i = bisect_right(spans, (value, _AFTER_ALL)) - 1
     return i >= 0 and spans[i][1] >= value
 
 

@@ -106,3 +106,25 @@ def test_address_set_construction_and_families() -> None:
         IPAddress("10.0.0.1"),
     ]
     assert not AddressSet() and AddressSet().is_empty()
+
+
+long_spans = st.lists(
+    st.tuples(st.integers(0, 4 * TOP), st.integers(0, 8)).map(lambda t: (t[0], t[0] + t[1])),
+    min_size=2,
+    max_size=40,
+).map(lambda s: normalise(s, 4 * TOP))
+one_span = st.tuples(st.integers(0, 4 * TOP), st.integers(0, 4 * TOP)).map(
+    lambda t: ((min(t), max(t)),)
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(long_spans, one_span)
+def test_many_spans_against_one_found_by_bisection(
+    many: tuple[tuple[int, int], ...], one: tuple[tuple[int, int], ...]
+) -> None:
+    for result in (meet(many, one), meet(one, many)):
+        assert result == normalise(result, 4 * TOP)
+        assert _members(result) == _members(many) & _members(one)
+    assert _members(minus(many, one)) == _members(many) - _members(one)
+    assert _members(minus(one, many)) == _members(one) - _members(many)
