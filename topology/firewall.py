@@ -329,9 +329,15 @@ class Firewall:
             not_matched: list[Flow] = []
             for flow in remaining:
                 sure, maybe, never = arm.condition.split([flow.cube])
+                if not sure and not maybe:
+                    # The usual case, the rule does not apply: ``never`` is the cube itself.
+                    not_matched.append(flow)
+                    continue
                 not_matched += [flow.narrowed(c) for c in never]
-                doubt = f"{rule.ref} may match: {'; '.join(rule.unknown) or 'unmodelled'}"
-                unsure = [flow.narrowed(c).doubtful(doubt) for c in maybe]
+                unsure: list[Flow] = []
+                if maybe:
+                    doubt = f"{rule.ref} may match: {'; '.join(rule.unknown) or 'unmodelled'}"
+                    unsure = [flow.narrowed(c).doubtful(doubt) for c in maybe]
                 # Packets that may match take the arm and also go on, both as uncertain.
                 not_matched += unsure
                 taken = [flow.narrowed(c) for c in sure] + unsure

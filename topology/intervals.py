@@ -25,6 +25,9 @@ V4_TOP = (1 << 32) - 1
 V6_TOP = (1 << 128) - 1
 #: Sorts after every span starting at the same value (for bisection by start).
 _AFTER_ALL = 1 << 129
+#: Below _FEW spans against above _MANY, bisected windows beat a linear sweep.
+_FEW = 8
+_MANY = 32
 TOPS = {4: V4_TOP, 6: V6_TOP}
 
 # -- operations on normal span tuples ----------------------------------------------------------
@@ -54,6 +57,14 @@ def meet(a: Spans, b: Spans) -> Spans:
         return b
     if len(a) == 1 or len(b) == 1:
         return _meet_single(a, b)
+    if len(b) <= _FEW and len(a) > _MANY:
+        return _meet_windows(a, b)
+    if len(a) <= _FEW and len(b) > _MANY:
+        return _meet_windows(b, a)
+    return _meet_sweep(a, b)
+
+
+def _meet_sweep(a: Spans, b: Spans) -> Spans:
     out: list[Span] = []
     i = j = 0
     na, nb = len(a), len(b)
@@ -80,6 +91,17 @@ def _meet_single(a: Spans, b: Spans) -> Spans:
     if len(a) == 1 and len(b) == 1:
         return _meet_one(a, b)
     return _meet_window(a, b) if len(b) == 1 else _meet_window(b, a)
+
+
+def _meet_windows(many: Spans, few: Spans) -> Spans:
+    """A long list against a few spans: one bisected window per span. The spans of ``few``
+    are disjoint and not adjacent, so the windows' concatenation is normal as it stands."""
+    result: Spans = ()
+    for span in few:
+        result += _meet_window(many, (span,))
+    if result == many:
+        return many
+    return few if result == few else result
 
 
 def _meet_one(a: Spans, b: Spans) -> Spans:
@@ -125,8 +147,12 @@ def minus(a: Spans, b: Spans) -> Spans:
         return ()
     if b[-1][1] < a[0][0] or a[-1][1] < b[0][0]:
         return a
-    if len(b) == 1:
-        return _minus_window(a, b[0])
+    if len(b) == 1 or (len(b) <= _FEW and len(a) > _MANY):
+        # Cutting each span out by slicing copies at C speed instead of sweeping in Python.
+        result = a
+        for span in b:
+            result = _minus_window(result, span) if result else result
+        return a if result == a else result
     out: list[Span] = []
     nb = len(b)
     # Skip, by bisection, the spans of b that end before a starts.

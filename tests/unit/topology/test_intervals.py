@@ -128,3 +128,28 @@ def test_many_spans_against_one_found_by_bisection(
         assert _members(result) == _members(many) & _members(one)
     assert _members(minus(many, one)) == _members(many) - _members(one)
     assert _members(minus(one, many)) == _members(one) - _members(many)
+
+
+few_spans = st.lists(
+    st.tuples(st.integers(0, 4 * TOP), st.integers(0, 40)).map(lambda t: (t[0], t[0] + t[1])),
+    min_size=2,
+    max_size=8,
+).map(lambda s: normalise(s, 4 * TOP))
+very_long_spans = st.lists(
+    st.tuples(st.integers(0, 4 * TOP), st.integers(0, 3)).map(lambda t: (t[0], t[0] + t[1])),
+    min_size=40,
+    max_size=80,
+).map(lambda s: normalise(s, 4 * TOP))
+
+
+@settings(max_examples=300, deadline=None)
+@given(very_long_spans, few_spans)
+def test_many_spans_against_a_few_by_windows(
+    many: tuple[tuple[int, int], ...], few: tuple[tuple[int, int], ...]
+) -> None:
+    for result in (meet(many, few), meet(few, many), minus(many, few), minus(few, many)):
+        assert result == normalise(result, 4 * TOP)
+    assert _members(meet(many, few)) == _members(many) & _members(few)
+    assert _members(meet(few, many)) == _members(many) & _members(few)
+    assert _members(minus(many, few)) == _members(many) - _members(few)
+    assert _members(minus(few, many)) == _members(few) - _members(many)
