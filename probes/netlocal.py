@@ -66,6 +66,7 @@ class ToolRun:
     started: datetime
     finished: datetime
     timed_out: bool
+    stopped: str | None = None  #: why ``watch`` had it stopped early (see run_tool)
 
     @property
     def command(self) -> str:
@@ -80,12 +81,19 @@ def require_tool(name: str) -> str:
     return path
 
 
-def run_tool(argv: Sequence[str], timeout: float) -> ToolRun:
+def run_tool(
+    argv: Sequence[str],
+    timeout: float,
+    *,
+    watch: Callable[[], str | None] | None = None,
+    watch_every: float = 1.0,
+) -> ToolRun:
     """Run a local program with a hard time bound.
 
     The program gets its own process group so that, at the bound, it and anything it started
     are killed together; the output gathered so far is kept (a killed nmap's partial XML is
-    still evidence of what happened).
+    still evidence of what happened). ``watch``, called every ``watch_every`` seconds while
+    the program runs, returns why it must stop now (its interface went away), or None.
     """
     started = now()
     try:
@@ -99,13 +107,26 @@ def run_tool(argv: Sequence[str], timeout: float) -> ToolRun:
     except FileNotFoundError as exc:
         raise ToolMissingError(f"{argv[0]}: {exc}") from exc
     timed_out = False
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        kill_process_group(proc)
-        out, err = proc.communicate()
-    return ToolRun(tuple(argv), proc.returncode, out or b"", err or b"", started, now(), timed_out)
+    stopped: str | None = None
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = max(0.0, deadline - time.monotonic())
+        try:
+            # Retrying communicate after its timeout loses no output (subprocess docs).
+            out, err = proc.communicate(timeout=min(remaining, watch_every) if watch else remaining)
+            break
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                timed_out = True
+            elif watch is not None:
+                stopped = watch()
+            if timed_out or stopped:
+                kill_process_group(proc)
+                out, err = proc.communicate()
+                break
+    return ToolRun(
+        tuple(argv), proc.returncode, out or b"", err or b"", started, now(), timed_out, stopped
+    )
 
 
 def kill_process_group(proc: subprocess.Popen[Any], grace: float = 2.0) -> None:

@@ -293,6 +293,7 @@ class RawRun:
     timed_out: bool
     started: datetime
     finished: datetime
+    stopped: str | None = None  #: why it was stopped early (its vantage point went away)
 
 
 class RunError(Exception):
@@ -305,13 +306,27 @@ class RunError(Exception):
 Runner = Callable[[list[str], list[str], ScanProfile], RawRun]
 
 
-def local_runner(nmap_name: str, interface: str) -> Runner:
+def vantage_lost(interface: str, source: str) -> str | None:
+    """Why this machine can no longer scan from ``source`` on ``interface``, or None.
+
+    Seen on the lab: with the interface gone down mid-scan, nmap waits on its dead capture
+    until --host-timeout (600 s) instead of failing."""
+    holder = interface_holding(source)
+    if holder is None:
+        return f"{source} is no longer on any interface of this machine (vantage point lost)"
+    if holder.name != interface or not holder.up:
+        return f"{interface} holding {source} is down (vantage point lost)"
+    return None
+
+
+def local_runner(nmap_name: str, interface: str, source: str | None = None) -> Runner:
     def run(options: list[str], targets: list[str], profile: ScanProfile) -> RawRun:
         try:
             path = require_tool(nmap_name)
         except ToolMissingError as exc:
             raise RunError(ErrorReason.TOOL_MISSING, str(exc)) from exc
-        result = run_tool([path, *options, *targets], profile.process_timeout)
+        watch = (lambda: vantage_lost(interface, source)) if source is not None else None
+        result = run_tool([path, *options, *targets], profile.process_timeout, watch=watch)
         return RawRun(
             result.command,
             None,
@@ -321,6 +336,7 @@ def local_runner(nmap_name: str, interface: str) -> Runner:
             result.timed_out,
             result.started,
             result.finished,
+            result.stopped,
         )
 
     return run
@@ -348,8 +364,13 @@ def remote_runner(host: str, run_remote: RunRemote, nmap_command: str) -> Runner
 def _failure_of(run: RawRun) -> tuple[ErrorReason, str] | None:
     """Why a run gave no usable result, judged before looking at its XML."""
     stderr = run.stderr.decode(errors="replace").strip()
-    if run.timed_out:
-        return ErrorReason.TIMEOUT, "nmap exceeded its time bound and was killed"
+    if run.stopped is not None or run.timed_out:
+        # Killed by us: at its time bound, or because its vantage point went away.
+        return (
+            (ErrorReason.UNREACHABLE, f"nmap stopped: {run.stopped}")
+            if run.stopped is not None
+            else (ErrorReason.TIMEOUT, "nmap exceeded its time bound and was killed")
+        )
     if run.exit_status is None:
         return ErrorReason.TIMEOUT, "nmap did not finish (session lost or killed)"
     if run.exit_status < 0:
@@ -567,7 +588,7 @@ def scan_from_here(
         interface = interface_holding(sources[0])
         if interface is None:
             return ErrorReason.UNREACHABLE, f"no local interface holds {sources[0]}"
-        return local_runner(nmap_name, interface.name), interface.name, sources[0]
+        return local_runner(nmap_name, interface.name, sources[0]), interface.name, sources[0]
 
     return _scan(
         targets,
