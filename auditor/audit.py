@@ -8,8 +8,10 @@ artifact is in the evidence store the moment it is collected.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +42,8 @@ class AuditResult:
     findings: list[Finding]
     phases: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    #: artifacts in the evidence store at the end: 0 means nothing could be collected at all
+    artifacts: int = 0
 
 
 @dataclass
@@ -124,12 +128,33 @@ def run_audit(
             ctx, phases=phases, store=store, guard=guard, options=options, observer=observer
         )
     finally:
-        store.close()
+        closing = _close(store, result)
     info.finished = datetime.now(UTC).isoformat()
     info.phases = dict(result.phases)
-    write_findings(out_dir / "findings.json", FindingsDocument(run=info, findings=result.findings))
+    try:
+        document = FindingsDocument(run=info, findings=result.findings)
+        write_findings(out_dir / "findings.json", document)
+    except OSError as exc:  # a full disk: the evidence stored so far still verifies
+        raise AuditError(
+            f"cannot write {out_dir / 'findings.json'}: {exc.strerror or exc}"
+            + (f"; {closing}" if closing else "")
+        ) from exc
+    if closing:
+        raise AuditError(closing)
     _render(out_dir, inventory_path, result, observer)
     return result
+
+
+def _close(store: EvidenceStore, result: AuditResult) -> str | None:
+    """Count the artifacts and close the store; on failure (a full disk) say so: what was
+    stored before still verifies."""
+    with contextlib.suppress(EvidenceError, sqlite3.Error):
+        result.artifacts = len(store.artifacts())
+    try:
+        store.close()
+    except EvidenceError as exc:
+        return f"the evidence could not be completed: {exc}; the artifacts stored before verify"
+    return None
 
 
 def _render(

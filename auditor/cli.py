@@ -62,9 +62,19 @@ def audit_command(
         err.print(f"[bold red]cannot audit:[/] {exc}", highlight=False)
         raise typer.Exit(ExitCode.CANNOT_RUN) from exc
     print_summary(Console(), result.findings, result.phases, result.run_dir)
+    if result.artifacts == 0:
+        err.print(
+            "[bold red]cannot audit:[/] nothing could be collected from any host or network "
+            "(see the problems above)",
+            highlight=False,
+        )
+        raise typer.Exit(ExitCode.CANNOT_RUN)
     raise typer.Exit(exit_code_for(result.findings))
 
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # paramiko's transport thread logs a traceback when a session it waits on is closed (a
+    # server that never sends its banner); probes.ssh reports every such failure itself.
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     app()
