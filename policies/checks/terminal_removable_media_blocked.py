@@ -452,8 +452,12 @@ def writable_removable_mounts(facts: HostFacts, transports: set[str]) -> Route:
     lsblk = facts.commands.get("lsblk")
     findmnt = facts.commands.get("findmnt")
     if lsblk is None or findmnt is None:
-        missing = [n for n, t in (("lsblk", lsblk), ("findmnt", findmnt)) if t is None]
-        return Route("mounts", None, f"{' and '.join(missing)} not collected")
+        missing = [
+            f"{n} not collected ({facts.errors.get(f'commands:{n}', 'no error recorded')})"
+            for n, t in (("lsblk", lsblk), ("findmnt", findmnt))
+            if t is None
+        ]
+        return Route("mounts", None, "; ".join(missing))
     try:
         devices = list(_block_devices(json.loads(lsblk).get("blockdevices") or []))
         options = {
