@@ -327,7 +327,12 @@ class Firewall:
         remaining = flows
         for arm in rule.arms:
             not_matched: list[Flow] = []
+            only = arm.condition.single_term()
             for flow in remaining:
+                if only is not None and flow.cube.intersect(only) is None:
+                    # Most rules do not apply to most flows: one intersection decides it.
+                    not_matched.append(flow)
+                    continue
                 sure, maybe, never = arm.condition.split([flow.cube])
                 if not sure and not maybe:
                     # The usual case, the rule does not apply: ``never`` is the cube itself.

@@ -81,6 +81,10 @@ class Condition:
             return Condition.exactly(_cross(self.sure, other.sure))
         return Condition(_cross(self.sure, other.sure), _cross(self.possible, other.possible))
 
+    def single_term(self) -> Constraint | None:
+        """The one constraint of an exact condition of one term (most rules), else None."""
+        return self.sure[0] if self.exact and len(self.sure) == 1 else None
+
     def split(self, cubes: Iterable[Cube]) -> tuple[list[Cube], list[Cube], list[Cube]]:
         """(certainly matched, maybe matched, certainly not matched), pairwise disjoint."""
         sure, rest = split(cubes, self.sure)
