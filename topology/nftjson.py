@@ -13,7 +13,7 @@ import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 from netaddr import AddrFormatError, IPAddress, IPNetwork, IPRange
@@ -140,11 +140,17 @@ class Rule:
     table: str
     chain: str
     handle: int | None
-    text: str
-    arms: tuple[Arm, ...]
+    exprs: list[Any] = field(compare=False, repr=False)  #: as nft -j lists them
+    arms: tuple[Arm, ...] = ()
     unknown: tuple[str, ...] = ()  #: what the compiler could not model, for the report
 
-    @property
+    # Both are read only for rules that decide something: made on first use, then kept
+    # (rendering every rule's text was a fifth of compiling a large rule set).
+    @cached_property
+    def text(self) -> str:
+        return render_rule(self.exprs)
+
+    @cached_property
     def ref(self) -> str:
         return f"{self.family} {self.table}/{self.chain}/{self.handle}"
 
@@ -595,7 +601,7 @@ class _RuleBuilder:
             table=raw["table"],
             chain=raw["chain"],
             handle=raw.get("handle"),
-            text=render_rule(raw.get("expr", [])),
+            exprs=raw.get("expr", []),
             arms=tuple(arms),
             unknown=tuple(self.unknown),
         )
