@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Literal
 
 import networkx as nx
@@ -129,14 +129,26 @@ def _route_entry(route: Route) -> RouteEntry | None:
         return None
     try:
         if route.destination == "default":
-            prefix = IPNetwork("0.0.0.0/0" if route.family == 4 else "::/0")
+            prefix = _network("0.0.0.0/0" if route.family == 4 else "::/0")
         else:
-            prefix = IPNetwork(route.destination).cidr
-        gateway = IPAddress(route.gateway) if route.gateway else None
+            prefix = _network(route.destination)
+        gateway = _address(route.gateway) if route.gateway else None
     except (AddrFormatError, ValueError):
         return None
     metric = route.metric if route.metric is not None else 0
     return RouteEntry(prefix, route.type, gateway, route.device, metric)
+
+
+# Hosts of a site list the same routes and gateways; parsing each text once was a fifth of
+# building a large topology. The objects are shared read-only (RouteEntry is frozen).
+@lru_cache(maxsize=1 << 16)
+def _network(text: str) -> IPNetwork:
+    return IPNetwork(text).cidr
+
+
+@lru_cache(maxsize=1 << 16)
+def _address(text: str) -> IPAddress:
+    return IPAddress(text)
 
 
 @dataclass
