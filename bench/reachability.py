@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -30,11 +31,20 @@ TARGETS = {2000: (10.0, 2048.0), 10000: (60.0, 8192.0)}
 QUERY_SAMPLE = 100
 
 
-def _timed(phases: dict[str, float], name: str, work: Callable[[], T]) -> T:
-    began = time.perf_counter()
+def _timed(
+    phases: dict[str, float], name: str, work: Callable[[], T], cpu: dict[str, float] | None = None
+) -> T:
+    began, began_cpu = time.perf_counter(), time.process_time()
     value = work()
     phases[name] = round(time.perf_counter() - began, 3)
+    if cpu is not None:
+        cpu[name] = round(time.process_time() - began_cpu, 3)
     return value
+
+
+def _load() -> list[float]:
+    """The 1, 5 and 15 minute load averages: the machine is shared, wall time depends on it."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def measure(size: int, seed: int) -> dict[str, Any]:
@@ -45,11 +55,14 @@ def measure(size: int, seed: int) -> dict[str, Any]:
     from topology.graph import Topology
 
     phases: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     org = _timed(phases, "generate", lambda: generate(size, seed))
-    inventory = _timed(phases, "inventory", org.inventory)
+    load_before = _load()
+    inventory = _timed(phases, "inventory", org.inventory, cpu)
     ctx = AuditContext(inventory=inventory, collection=org.collection())
-    ctx.topology = _timed(phases, "build", lambda: Topology.build(inventory, org.facts))
-    findings = _timed(phases, "evaluate", lambda: evaluate_all(ctx))
+    ctx.topology = _timed(phases, "build", lambda: Topology.build(inventory, org.facts), cpu)
+    findings = _timed(phases, "evaluate", lambda: evaluate_all(ctx), cpu)
+    load_after = _load()
     # The queries are timed cold, on a topology of their own: evaluate_all has memoised
     # listener exposures and firewall answers on the first one.
     ctx.topology = None
@@ -61,6 +74,10 @@ def measure(size: int, seed: int) -> dict[str, Any]:
         "name": "reachability",
         "size": size,
         "seconds": round(seconds, 3),
+        # CPU time of the same three phases (one thread): what the code costs whatever else
+        # the machine runs; with the load averages around them to read the wall time by.
+        "cpu_seconds": round(cpu["inventory"] + cpu["build"] + cpu["evaluate"], 3),
+        "load_average": {"before": load_before, "after": load_after},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "phases": phases,
         "seed": seed,
