@@ -23,7 +23,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 import nmap
-from netaddr import IPAddress
+from netaddr import AddrFormatError, IPAddress
 
 from probes.base import Attempt, ErrorReason
 from probes.netlocal import (
@@ -181,7 +181,11 @@ def parse_nmap_xml(xml: bytes) -> ParsedScan:
         raise NmapParseError(f"python-nmap could not read it: {exc!r}") from exc
     hosts = {}
     for element in root.findall("host"):
-        parsed = _parse_host(element, table.get("scan", {}))
+        try:
+            parsed = _parse_host(element, table.get("scan", {}))
+        except (ValueError, AddrFormatError) as exc:
+            # A garbled address or port attribute: the document is not a run we can trust.
+            raise NmapParseError(f"a <host> element nmap could not have written: {exc}") from exc
         hosts[parsed.address] = parsed
     return ParsedScan(
         nmap_version=root.get("version"),
