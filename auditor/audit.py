@@ -29,6 +29,7 @@ from auditor.scope import ScopeGuard
 from policies.context import AuditContext
 from policies.registry import evaluate_all
 from probes.host_collector import collect_inventory
+from probes.windows import collect_windows_inventory
 from topology.graph import Topology
 
 
@@ -186,6 +187,7 @@ def _run_phases(
         "collect", f"SSH collection from {len(ctx.inventory.organisation_hosts())} hosts"
     ):
         ctx.collection = collect_inventory(ctx.inventory, store, guard.check)
+        ctx.collection.update(collect_windows_inventory(ctx.inventory, store, guard.check))
         for host, attempt in ctx.collection.items():
             if attempt.error is not None:
                 observer.problem(
