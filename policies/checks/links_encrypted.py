@@ -12,8 +12,14 @@ from __future__ import annotations
 from netaddr import IPAddress, IPSet
 
 from auditor.findings import Finding, Judgement, Status
-from policies.checks.common import Outcome, combine, judge_each, missing_parts
-from policies.checks.paths import Side, fact_evidence, missing_routing_facts
+from policies.checks.common import Outcome, judge_each
+from policies.checks.paths import (
+    Side,
+    Wording,
+    fact_evidence,
+    missing_routing_facts,
+    two_sided_outcome,
+)
 from policies.context import AuditContext
 from policies.empirical import Flow
 from policies.model import Control
@@ -39,31 +45,22 @@ def check(ctx: AuditContext, control: Control) -> list[Finding]:
 
 def _judge(ctx: AuditContext, host: str) -> Outcome:
     networks = _shared_external_networks(ctx, host)
-    model = _model(ctx, host, networks)
-    probe = _probe(ctx, host, networks)
-    status, disagreement = combine(model.judgement, probe.judgement)
-    if status is Status.FAIL:
-        en = f"{host} exchanges data with outside parties without encryption"
-        ja = f"{host} と外部の相手方との送受信が暗号化されていない"
-    elif status is Status.PASS:
-        en = f"{host}'s exchanges with outside parties are encrypted"
-        ja = f"{host} と外部の相手方との送受信は暗号化されている"
-    else:
-        reason = missing_parts(model.judgement, probe.judgement)
-        en = f"cannot decide whether {host}'s links are encrypted: {reason}"
-        ja = f"{host} の送受信の暗号化を判定できない: {reason}"
-    return Outcome(
-        status,
-        en,
-        ja,
+    wording = Wording(
+        fail=(
+            f"{host} exchanges data with outside parties without encryption",
+            f"{host} と外部の相手方との送受信が暗号化されていない",
+        ),
+        passed=(
+            f"{host}'s exchanges with outside parties are encrypted",
+            f"{host} と外部の相手方との送受信は暗号化されている",
+        ),
+        undecided=(
+            f"cannot decide whether {host}'s links are encrypted: {{reason}}",
+            f"{host} の送受信の暗号化を判定できない: {{reason}}",
+        ),
         expected="only tunnel or encrypted-protocol traffic with outside parties",
-        actual=f"model: {model.judgement.detail} | probe: {probe.judgement.detail}",
-        reason=en if status is Status.INCONCLUSIVE else None,
-        model=model.judgement,
-        empirical=probe.judgement,
-        disagreement=disagreement,
-        evidence=model.evidence + probe.evidence,
     )
+    return two_sided_outcome(_model(ctx, host, networks), _probe(ctx, host, networks), wording)
 
 
 def _shared_external_networks(ctx: AuditContext, host: str) -> list[str]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from auditor.findings import Hop, Judgement, Status
 from auditor.inventory import Role
+from policies.checks.common import Outcome, combine, missing_parts
 from policies.context import AuditContext
 from probes.facts import HostFacts
 from topology.firewall import Hook
@@ -246,3 +247,40 @@ def empirical_inbound(ctx: AuditContext, host: str) -> Side:
         return Side(Judgement(status=Status.INCONCLUSIVE, detail=why), [], evidence)
     detail = f"scans from {', '.join(external)} found no open port on {host}"
     return Side(Judgement(status=Status.PASS, detail=detail), [], evidence)
+
+
+@dataclass(frozen=True)
+class Wording:
+    """What a two-sided finding says, per verdict, in English and Japanese. ``undecided``
+    texts take ``{reason}``: which side kept the verdict from being reached, and why."""
+
+    fail: tuple[str, str]
+    passed: tuple[str, str]
+    undecided: tuple[str, str]
+    expected: str
+
+
+def two_sided_outcome(model: Side, probe: Side, wording: Wording) -> Outcome:
+    """The finding of a control judged by the model and by a probe (CONTROLS.md): both
+    verdicts shown, a fail from either fails, a pass needs both, a disagreement is stated."""
+    status, disagreement = combine(model.judgement, probe.judgement)
+    if status is Status.FAIL:
+        en, ja = wording.fail
+    elif status is Status.PASS:
+        en, ja = wording.passed
+    else:
+        reason = missing_parts(model.judgement, probe.judgement)
+        en, ja = (text.format(reason=reason) for text in wording.undecided)
+    return Outcome(
+        status,
+        en,
+        ja,
+        expected=wording.expected,
+        actual=f"model: {model.judgement.detail} | probe: {probe.judgement.detail}",
+        reason=en if status is Status.INCONCLUSIVE else None,
+        model=model.judgement,
+        empirical=probe.judgement,
+        disagreement=disagreement,
+        path=model.path,
+        evidence=model.evidence + probe.evidence,
+    )

@@ -8,8 +8,15 @@ external network it touches, show nothing leaving. A pass needs both.
 from __future__ import annotations
 
 from auditor.findings import Finding, Judgement, Status
-from policies.checks.common import Outcome, combine, judge_each, missing_parts
-from policies.checks.paths import Side, empirical_egress, model_forwards_outward, model_outbound
+from policies.checks.common import Outcome, judge_each
+from policies.checks.paths import (
+    Side,
+    Wording,
+    empirical_egress,
+    model_forwards_outward,
+    model_outbound,
+    two_sided_outcome,
+)
 from policies.context import AuditContext
 from policies.model import Control
 
@@ -32,31 +39,19 @@ def merge_model(own: Side, forwarded: Side) -> Side:
 
 def judge_outward(ctx: AuditContext, host: str, role_ja: str) -> Outcome:
     model = merge_model(model_outbound(ctx, host), model_forwards_outward(ctx, host))
-    probe = empirical_egress(ctx, host)
-    status, disagreement = combine(model.judgement, probe.judgement)
-    evidence = model.evidence + probe.evidence
-    expected = "no new connection reaches an external or office network (model and probe)"
-    actual = f"model: {model.judgement.detail} | probe: {probe.judgement.detail}"
-    if status is Status.FAIL:
-        en = f"{host} can open connections toward the outside"
-        ja = f"{role_ja} {host} から外部への新規接続が可能である"
-    elif status is Status.PASS:
-        en = f"{host} cannot open any connection toward the outside"
-        ja = f"{role_ja} {host} から外部への新規接続はできない"
-    else:
-        reason = missing_parts(model.judgement, probe.judgement)
-        en = f"cannot decide whether {host} can send outward: {reason}"
-        ja = f"{role_ja} {host} の外部送信可否を判定できない: {reason}"
-    return Outcome(
-        status,
-        en,
-        ja,
-        expected=expected,
-        actual=actual,
-        reason=en if status is Status.INCONCLUSIVE else None,
-        model=model.judgement,
-        empirical=probe.judgement,
-        disagreement=disagreement,
-        path=model.path,
-        evidence=evidence,
+    wording = Wording(
+        fail=(
+            f"{host} can open connections toward the outside",
+            f"{role_ja} {host} から外部への新規接続が可能である",
+        ),
+        passed=(
+            f"{host} cannot open any connection toward the outside",
+            f"{role_ja} {host} から外部への新規接続はできない",
+        ),
+        undecided=(
+            f"cannot decide whether {host} can send outward: {{reason}}",
+            f"{role_ja} {host} の外部送信可否を判定できない: {{reason}}",
+        ),
+        expected="no new connection reaches an external or office network (model and probe)",
     )
+    return two_sided_outcome(model, empirical_egress(ctx, host), wording)

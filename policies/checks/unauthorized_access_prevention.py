@@ -15,14 +15,12 @@ A pass needs both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from auditor.findings import Finding, Hop, Judgement, Status
 from auditor.inventory import HostDef
-from policies.checks.common import Outcome, combine, judge_each, missing_parts
+from policies.checks.common import Outcome, judge_each
+from policies.checks.paths import Side, Wording, fact_error, fact_evidence, two_sided_outcome
 from policies.context import AuditContext
 from policies.model import Control
-from probes.facts import HostFacts
 from topology.fields import NameSet
 from topology.firewall import Firewall, Hook, Verdict
 from topology.firewall import Outcome as FirewallOutcome
@@ -33,24 +31,6 @@ from topology.space import PacketSpace
 MODEL_FACTS = ("interfaces", "routes", "nftables", "listeners")
 
 
-@dataclass
-class Side:
-    judgement: Judgement
-    path: list[Hop] = field(default_factory=list)
-    evidence: list[str] = field(default_factory=list)
-
-
-def fact_refs(facts: HostFacts, names: tuple[str, ...]) -> list[str]:
-    """Evidence of these facts, parts included ("routes:v4", "routes:v6")."""
-    return [ref for key, ref in facts.evidence.items() if key.split(":", 1)[0] in names]
-
-
-def fact_problem(facts: HostFacts, name: str) -> str:
-    """Why a fact is missing, from its own error or those of its parts."""
-    reasons = [why for key, why in facts.errors.items() if key.split(":", 1)[0] == name]
-    return "; ".join(reasons) or "not collected"
-
-
 def check(ctx: AuditContext, control: Control) -> list[Finding]:
     return judge_each(ctx, control, lambda host: _judge(ctx, host))
 
@@ -58,33 +38,26 @@ def check(ctx: AuditContext, control: Control) -> list[Finding]:
 def _judge(ctx: AuditContext, host: str) -> Outcome:
     model = model_side(ctx, host)
     probe = scan_side(ctx, host)
-    status, disagreement = combine(model.judgement, probe.judgement)
-    if status is Status.FAIL:
-        en = f"{host} admits access it should not: " + _failing_details(model, probe)
-        ja = f"{host} は想定外のアクセスを受け付ける: " + _failing_details(model, probe)
-    elif status is Status.PASS:
-        en = f"{host} filters input by default-deny and exposes only declared services"
-        ja = f"{host} の入力は既定拒否であり、宣言されたサービスのみが到達可能である"
-    else:
-        reason = missing_parts(model.judgement, probe.judgement)
-        en = f"cannot decide whether {host} prevents unauthorised access: {reason}"
-        ja = f"{host} の不正アクセス防止を判定できない: {reason}"
-    return Outcome(
-        status,
-        en,
-        ja,
+    details = _failing_details(model, probe)
+    wording = Wording(
+        fail=(
+            f"{host} admits access it should not: {details}",
+            f"{host} は想定外のアクセスを受け付ける: {details}",
+        ),
+        passed=(
+            f"{host} filters input by default-deny and exposes only declared services",
+            f"{host} の入力は既定拒否であり、宣言されたサービスのみが到達可能である",
+        ),
+        undecided=(
+            f"cannot decide whether {host} prevents unauthorised access: {{reason}}",
+            f"{host} の不正アクセス防止を判定できない: {{reason}}",
+        ),
         expected=(
             "input default-deny in IPv4 and IPv6; every listening service (loopback aside) "
             "reachable only from the networks the inventory declares for it"
         ),
-        actual=f"model: {model.judgement.detail} | probe: {probe.judgement.detail}",
-        reason=en if status is Status.INCONCLUSIVE else None,
-        model=model.judgement,
-        empirical=probe.judgement,
-        disagreement=disagreement,
-        path=model.path,
-        evidence=model.evidence + probe.evidence,
     )
+    return two_sided_outcome(model, probe, wording)
 
 
 def _failing_details(model: Side, probe: Side) -> str:
@@ -100,8 +73,8 @@ def model_side(ctx: AuditContext, host: str) -> Side:
     facts = ctx.facts(host)
     if facts is None:
         return Side(Judgement(status=Status.INCONCLUSIVE, detail=ctx.collection_problem(host)))
-    evidence = fact_refs(facts, MODEL_FACTS)
-    lacking = [f"{n} ({fact_problem(facts, n)})" for n in MODEL_FACTS if getattr(facts, n) is None]
+    evidence = fact_evidence(facts, MODEL_FACTS)
+    lacking = [f"{n} ({fact_error(facts, n)})" for n in MODEL_FACTS if getattr(facts, n) is None]
     if lacking:
         detail = f"{host}: missing " + ", ".join(lacking)
         return Side(Judgement(status=Status.INCONCLUSIVE, detail=detail), [], evidence)
