@@ -16,6 +16,8 @@ APT_PACKAGES := podman runc containernetworking-plugins debootstrap nmap tcpdump
 	chromium fonts-noto-cjk
 VENV_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
 export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf
+# The lab is one per machine: test runs that use it wait for each other.
+LAB_LOCK := flock /tmp/auditor-lab.lock
 
 .PHONY: help setup apt venv image demo test test-unit test-lab lint bench clean lab-down
 
@@ -72,10 +74,10 @@ test-unit: venv
 	$(BIN)/pytest -m "not lab" -q
 
 test-lab: setup
-	$(BIN)/pytest -m lab -q
+	$(LAB_LOCK) $(BIN)/pytest -m lab -q
 
 test: setup lint
-	$(BIN)/pytest -q
+	$(LAB_LOCK) $(BIN)/pytest -q
 
 bench: setup
 	$(BIN)/python -m bench
