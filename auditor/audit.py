@@ -24,7 +24,7 @@ from auditor.findings import Finding, FindingsDocument, RunInfo
 from auditor.inventory import Inventory, load_inventory
 from auditor.network import NetworkProbes, audit_scan_profile
 from auditor.observer import AuditObserver
-from auditor.results import write_findings, write_json_atomically
+from auditor.results import write_findings, write_text_atomically
 from auditor.scope import ScopeGuard
 from policies.context import AuditContext
 from policies.registry import evaluate_all
@@ -58,7 +58,8 @@ class AuditOptions:
 
 
 def new_run_id(now: datetime) -> str:
-    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    """Sortable by time, unique even for two runs started in the same second."""
+    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
 def load_for_audit(inventory_path: Path) -> Inventory:
@@ -213,7 +214,7 @@ def write_facts(path: Path, ctx: AuditContext) -> None:
         for host, attempt in ctx.collection.items()
         if attempt.value is not None
     }
-    write_json_atomically(path, json.dumps(facts, ensure_ascii=False, indent=1) + "\n")
+    write_text_atomically(path, json.dumps(facts, ensure_ascii=False, indent=1) + "\n", mode=0o600)
 
 
 def _build_topology(ctx: AuditContext) -> Topology | None:

@@ -33,15 +33,18 @@ def exit_code_for(findings: list[Finding]) -> ExitCode:
     return ExitCode.OK
 
 
-def write_json_atomically(path: Path, payload: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a file."""
+def write_text_atomically(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write via a temporary file in the same folder, fsync, then rename: a reader sees the old
+    file or the new one, never half of one. ``mode``: mkstemp makes 0600 files, which another
+    account (node_exporter's, an auditor's viewer) could not read."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(payload)
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -50,7 +53,7 @@ def write_json_atomically(path: Path, payload: str) -> None:
 
 def write_findings(path: Path, document: FindingsDocument) -> None:
     payload = json.dumps(document.model_dump(mode="json"), ensure_ascii=False, indent=2)
-    write_json_atomically(path, payload + "\n")
+    write_text_atomically(path, payload + "\n", mode=0o600)
 
 
 def read_findings(path: Path) -> FindingsDocument:

@@ -14,7 +14,8 @@ from datetime import datetime
 from pathlib import Path
 
 from auditor.findings import FindingsDocument, Status
-from auditor.watch.state import RunRecord, RunState, write_text_atomically
+from auditor.results import write_text_atomically
+from auditor.watch.state import RunRecord, RunState
 
 PREFIX = "auditor_watch"
 

@@ -22,9 +22,7 @@ import contextlib
 import errno
 import fcntl
 import os
-import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +30,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
+
+from auditor.results import write_text_atomically
 
 MARKER_FILE = "watch-run.json"
 INVENTORY_COPY = "watch-inventory.yaml"
@@ -65,29 +65,6 @@ class RunRecord(BaseModel):
     drift_recorded: bool = False  #: its changes are in drift.jsonl
     alerted: bool = False  #: alerts for its changes were attempted
     alert_results: list[str] = Field(default_factory=list)
-
-
-def new_run_id(now: datetime) -> str:
-    """Sortable by time, unique even for two runs started in the same second."""
-    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
-def write_text_atomically(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write via a temporary file in the same folder, fsync, then rename: a reader sees the old
-    file or the new one, never half of one. ``mode``: mkstemp makes 0600 files, which another
-    account (node_exporter's) could not read."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class LockHeldError(Exception):

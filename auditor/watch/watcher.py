@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from auditor.audit import new_run_id
 from auditor.findings import FindingsDocument
 from auditor.results import read_findings
 from auditor.watch.alerts import AlertContext, Alerter, Delivery, send_alerts
@@ -48,7 +49,6 @@ from auditor.watch.state import (
     RunRecord,
     RunState,
     StateDir,
-    new_run_id,
 )
 
 log = logging.getLogger(__name__)
