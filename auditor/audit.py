@@ -194,6 +194,7 @@ def _run_phases(
                 observer.problem(
                     "collect", f"{host}: {attempt.error.reason}: {attempt.error.message}"
                 )
+        write_facts(phases.result.run_dir / "facts.json", ctx)
     if options.network_probes:
         profile = audit_scan_profile(options.scan_rate)
         network = NetworkProbes(ctx, store, guard, observer, profile)

@@ -92,6 +92,8 @@ def test_every_finding_rests_on_stored_evidence_and_the_run_verifies(
     run = audit_of(lab, tmp_root)
     report = verify_run(run.out)
     assert report.intact, report.problems
+    facts = json.loads((run.out / "facts.json").read_text(encoding="utf-8"))
+    assert {"recv-srv", "proc-srv", "term-1", "term-2"} <= set(facts)
     objects = run.out / "evidence" / "objects"
     for finding in run.findings:
         assert finding["evidence"], f"{finding['control']} {finding['subject']} cites nothing"
