@@ -404,6 +404,8 @@ def _compile_match(body: dict[str, Any], ctx: _Context) -> Condition:
     if isinstance(left, dict) and "concat" in left:
         return _compile_concat(op, left["concat"], right, ctx)
     selector = _selector(left)
+    if op in ("==", "in", "!=") and not _values_of(right, ctx):
+        return _against_empty_set(op, selector)
     values = _comparison(op, selector, right, ctx)
     terms = [Constraint({**selector.implied, selector.name: values})]
     if _is_th(left):
@@ -411,6 +413,14 @@ def _compile_match(body: dict[str, Any], ctx: _Context) -> Condition:
         unknown_part = Constraint({"proto": PORT_PROTOS.complement()})
         return Condition(tuple(terms), (*terms, unknown_part))
     return Condition.exactly(terms)
+
+
+def _against_empty_set(op: str, selector: Selector) -> Condition:
+    """A lookup in an empty set (a named set nothing was added to yet) never matches;
+    its negation matches every packet the selector applies to."""
+    if op == "!=":
+        return Condition.exactly([Constraint(dict(selector.implied))])
+    return Condition.never()
 
 
 def _is_th(expr: Any) -> bool:
@@ -604,6 +614,8 @@ class _RuleBuilder:
             elements = data["set"]
         else:
             raise UnsupportedError(f"map {render(data)}")
+        if not all(_is_map_element(e) for e in elements):
+            raise UnsupportedError(f"map elements {render(elements)}")
         return [(_unwrap(k), v) for k, v in elements]
 
     def build(self, raw: dict[str, Any]) -> Rule:
@@ -617,6 +629,16 @@ class _RuleBuilder:
             arms=tuple(arms),
             unknown=tuple(self.unknown),
         )
+
+
+def _is_map_element(element: Any) -> bool:
+    """A verdict map's element as nft prints it: ``[key, {"accept": null}]``."""
+    return (
+        isinstance(element, list)
+        and len(element) == 2
+        and isinstance(element[1], dict)
+        and len(element[1]) == 1
+    )
 
 
 def compile_rule(raw: dict[str, Any], sets: Mapping[tuple[str, str, str], dict[str, Any]]) -> Rule:

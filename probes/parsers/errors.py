@@ -48,7 +48,7 @@ def expect_list_of_objects(tool: str, value: Any) -> list[dict[str, Any]]:
 
 def field(tool: str, obj: dict[str, Any], key: str, kind: type, index: int) -> Any:
     """``obj[key]``, which must exist and be of ``kind`` (bool is never accepted as int)."""
-    if key not in obj:
+    if obj.get(key) is None:
         raise ParseError(tool, None, f"element {index}: missing {key!r}")
     return optional_field(tool, obj, key, kind, index)
 

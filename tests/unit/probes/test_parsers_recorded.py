@@ -304,3 +304,8 @@ def test_flags_and_machine_id_of_this_host() -> None:
     assert len(parse_machine_id(recorded("host.machine-id.txt"))) == 32
     with pytest.raises(ParseError):
         parse_flag("2\n", "ip_forward")
+
+
+def test_a_null_required_field_is_a_parse_error_naming_it() -> None:
+    with pytest.raises(ParseError, match="ifname"):
+        parse_ip_addr('[{"ifname": null}]')

@@ -244,3 +244,15 @@ def _names(*names: str) -> object:
     from topology.fields import NameSet
 
     return NameSet.of(*names)
+
+
+def test_empty_named_sets_never_match_and_their_negation_always_does() -> None:
+    fw = firewall("empty-sets")
+    assert fw.problems == []
+    # Nobody is in @blocked4 and the verdict map is empty: port 80 falls to the policy.
+    assert verdict(fw, Hook.INPUT, tcp4(A, B, 80)) == (ACCEPT, "policy accept")
+    # Nobody is in @admins4 either, so every IPv4 source is "not an admin" for SSH.
+    assert verdict(fw, Hook.INPUT, tcp4(A, B, 22))[0] is DROP
+    # The rule names IPv4 addresses: IPv6 packets are not concerned by it.
+    assert verdict(fw, Hook.INPUT, tcp6(A6, B6, 22)) == (ACCEPT, "policy accept")
+    assert all(o.certain for o in fw.evaluate(Hook.INPUT, PacketSpace.connection_attempts()))
