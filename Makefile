@@ -16,10 +16,15 @@ APT_PACKAGES := podman runc containernetworking-plugins debootstrap nmap tcpdump
 	chromium fonts-noto-cjk
 VENV_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
 export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf
+# OSCAL 1.1.3 models of compliance-trestle validate the OSCAL output in the tests. Trestle pins
+# an older paramiko than the auditor's, so it lives in a venv of its own, used only by tests.
+OSCAL_VENV := .venv-oscal
+TRESTLE_VERSION := 3.12.4
+OSCAL_STAMP := $(OSCAL_VENV)/.installed-trestle-$(TRESTLE_VERSION)
 # The lab is one per machine: test runs that use it wait for each other.
 LAB_LOCK := flock /tmp/auditor-lab.lock
 
-.PHONY: help setup apt venv image demo test test-unit test-lab lint bench clean lab-down
+.PHONY: help setup apt venv oscal-validator image demo test test-unit test-lab lint bench clean lab-down
 
 help:
 	@echo "make demo   - set up, bring the reference lab up, run a full audit, write the report"
@@ -28,7 +33,7 @@ help:
 	@echo "make lint   - ruff and mypy"
 	@echo "make bench  - benchmarks (bench/results/latest.json)"
 
-setup: apt venv image
+setup: apt venv oscal-validator image
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do \
@@ -53,6 +58,14 @@ $(VENV_STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+oscal-validator: $(OSCAL_STAMP)
+
+$(OSCAL_STAMP):
+	@test -x $(OSCAL_VENV)/bin/python || $(PYTHON) -m venv $(OSCAL_VENV)
+	$(OSCAL_VENV)/bin/python -m pip install -q 'compliance-trestle==$(TRESTLE_VERSION)'
+	@rm -f $(OSCAL_VENV)/.installed-*
+	@touch $@
+
 image: venv
 	$(AUDITOR) lab build-image
 
@@ -70,7 +83,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test-unit: venv
+test-unit: venv oscal-validator
 	$(BIN)/pytest -m "not lab" -q
 
 test-lab: setup
@@ -86,4 +99,4 @@ lab-down: venv
 	$(AUDITOR) lab down
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OSCAL_VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -14,7 +14,7 @@ Mapping:
 
 Every UUID is a version 5 UUID derived from the run id and what it names, so re-rendering a
 stored run gives the same document. The OSCAL version is the one whose official NIST JSON
-schema the tests validate against (see docs/reports.md).
+models the tests validate against (see docs/reports.md).
 """
 
 from __future__ import annotations
@@ -35,10 +35,15 @@ from auditor.report.run import (
     utc_timestamp,
 )
 
-OSCAL_VERSION = "1.2.1"
+#: OSCAL 1.1.3, the version certification tooling reads today (compliance-trestle 3.x models
+#: validate it in the tests); the document is also valid against NIST's 1.2.1 schema.
+OSCAL_VERSION = "1.1.3"
 OSCAL_FILE = "oscal-assessment-results.json"
-#: Namespace of our own properties (a URN: it names, it does not point anywhere).
-NS = "urn:anon-infra-auditor:oscal"
+#: Namespace of our own properties. OSCAL's ``ns`` is a URI and tools read it as a URL with a
+#: host; ``.invalid`` (RFC 6761) is reserved never to resolve: it names, it points nowhere.
+NS = "https://anon-infra-auditor.invalid/ns/oscal"
+# The UUID namespace keeps the name the properties' namespace first had: changing it would
+# change every UUID of re-rendered stored runs.
 _UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:anon-infra-auditor:oscal")
 
 #: Probes that send packets (a test); the others read configuration (an examination).
