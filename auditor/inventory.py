@@ -9,10 +9,11 @@ auditor may ever send a packet to. See ``docs/inventory.md`` for the format.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 from netaddr import IPAddress, IPNetwork, IPSet
 from pydantic import (
@@ -105,14 +106,88 @@ class Scope(Strict):
 
     def permits(self, target: str | IPAddress | IPNetwork) -> bool:
         """True when every address of ``target`` is authorized (loopback always is)."""
-        net = IPNetwork(str(target))
-        if net.cidr in _LOOPBACK.iter_cidrs()[0] or (net.version == 6 and net.cidr == _V6_LOOPBACK):
+        family, first, last = _bounds(target)
+        if _is_loopback(family, first, last):
             return True
-        return bool(IPSet([net.cidr]).issubset(self.ipset))
+        # Asked for every network and host of the inventory: integer ranges, not IPSets.
+        authorized = self.authorized
+        ranges = _memo(self, "_ranges", (authorized,), lambda: MergedRanges(authorized))
+        return ranges.covers(family, first, last)
 
 
-_LOOPBACK = IPSet(["127.0.0.0/8"])
-_V6_LOOPBACK = IPNetwork("::1/128")
+def _bounds(target: str | IPAddress | IPNetwork) -> tuple[int, int, int]:
+    """(family, first, last) of an address or a network, whatever its host bits."""
+    if isinstance(target, IPAddress):
+        value = int(target)
+        return target.version, value, value
+    net = target if isinstance(target, IPNetwork) else IPNetwork(str(target))
+    return net.version, net.first, net.last
+
+
+#: 127.0.0.0/8 as integers.
+_V4_LOOPBACK = (127 << 24, (128 << 24) - 1)
+
+
+def _is_loopback(family: int, first: int, last: int) -> bool:
+    """Inside 127.0.0.0/8, or exactly ::1."""
+    if family == 4:
+        return _V4_LOOPBACK[0] <= first and last <= _V4_LOOPBACK[1]
+    return first == last == 1
+
+
+class MergedRanges:
+    """The union of some prefixes as sorted, merged integer ranges per family, so that
+    "does the union hold all of this range" is one bisection."""
+
+    def __init__(self, prefixes: Iterable[IPNetwork]) -> None:
+        spans: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+        for prefix in prefixes:
+            spans[prefix.version].append((prefix.first, prefix.last))
+        self._starts: dict[int, list[int]] = {}
+        self._ends: dict[int, list[int]] = {}
+        for family, found in spans.items():
+            merged = _merged(found)
+            self._starts[family] = [lo for lo, _ in merged]
+            self._ends[family] = [hi for _, hi in merged]
+
+    def covers(self, family: int, first: int, last: int) -> bool:
+        # Merged ranges are disjoint and never adjacent: only the last one starting at or
+        # before ``first`` can hold the whole range.
+        i = bisect_right(self._starts[family], first) - 1
+        return i >= 0 and self._ends[family][i] >= last
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, with overlapping and adjacent spans joined (a range may straddle two
+    adjacent authorized prefixes, as an IPSet would allow)."""
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(spans):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+T = TypeVar("T")
+
+
+def _memo(model: BaseModel, key: str, sources: tuple[object, ...], build: Callable[[], T]) -> T:
+    """A value derived from some of the model's fields, kept on the model while those fields
+    hold the same objects.
+
+    ``model_copy`` copies the instance dictionary, cached values included, even when the
+    copy replaces a field they were derived from: keying on the fields' objects notices.
+    """
+    found = model.__dict__.get(key)
+    if found is None or not _same_objects(found[0], sources):
+        found = (sources, build())
+        model.__dict__[key] = found
+    return cast(T, found[1])
+
+
+def _same_objects(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
 class SshAccess(Strict):
@@ -232,17 +307,14 @@ class Inventory(Strict):
 
     def _check_networks_disjoint(self) -> list[Problem]:
         problems: list[Problem] = []
-        seen: list[tuple[str, IPNetwork]] = []
         segments = [("networks", n, p) for n, d in self.networks.items() for p in d.prefixes]
         segments += [("tunnels", n, p) for n, t in self.tunnels.items() for p in t.prefixes]
-        for kind, name, prefix in segments:
+        overlapping = earlier_overlaps([prefix for _, _, prefix in segments])
+        for index, (kind, name, prefix) in enumerate(segments):
             loc = (kind, name, f"ipv{prefix.version}")
-            for other, other_prefix in seen:
-                if prefix.version == other_prefix.version and (
-                    prefix in other_prefix or other_prefix in prefix
-                ):
-                    problems.append((loc, f"{prefix} overlaps {other} ({other_prefix})"))
-            seen.append((name, prefix))
+            for earlier in overlapping.get(index, []):
+                _, other, other_prefix = segments[earlier]
+                problems.append((loc, f"{prefix} overlaps {other} ({other_prefix})"))
             if not self.scope.permits(prefix):
                 problems.append((loc, f"{prefix} is outside the authorized scope"))
         return problems
@@ -303,7 +375,11 @@ class Inventory(Strict):
 
     # -- questions the rest of the auditor asks ------------------------------------------
     def hosts_with(self, role: Role) -> list[str]:
-        return sorted(n for n, h in self.hosts.items() if role in h.roles)
+        # Several controls ask this once per subject: a scan of every host each time made
+        # them quadratic in the organisation's size.
+        hosts = self.hosts
+        by_role = _memo(self, "_hosts_by_role", (hosts,), lambda: _hosts_by_role(hosts))
+        return list(by_role.get(role, ()))
 
     def organisation_hosts(self) -> list[str]:
         return sorted(n for n, h in self.hosts.items() if h.is_organisation)
@@ -314,15 +390,54 @@ class Inventory(Strict):
     def network_of(self, address: IPAddress) -> str | None:
         """The network (else the tunnel) whose prefix holds the address: the first listed
         when several would (a valid inventory has no overlap)."""
-        return self._network_index.find(address)
-
-    @cached_property
-    def _network_index(self) -> AddressIndex:
         # Built once: network_of is asked for every interface address of every host, and a
         # scan over all networks made that quadratic in the organisation's size.
-        entries = [(n, p) for n, d in self.networks.items() for p in d.prefixes]
-        entries += [(n, p) for n, t in self.tunnels.items() for p in t.prefixes]
-        return AddressIndex(entries)
+        networks, tunnels = self.networks, self.tunnels
+        index = _memo(
+            self, "_network_index", (networks, tunnels), lambda: _network_index(networks, tunnels)
+        )
+        return index.find(address)
+
+
+def _hosts_by_role(hosts: dict[str, HostDef]) -> dict[Role, tuple[str, ...]]:
+    found: dict[Role, list[str]] = {}
+    for name, host in hosts.items():
+        for role in host.roles:
+            found.setdefault(role, []).append(name)
+    return {role: tuple(sorted(names)) for role, names in found.items()}
+
+
+def _network_index(networks: dict[str, NetworkDef], tunnels: dict[str, TunnelDef]) -> AddressIndex:
+    entries = [(n, p) for n, d in networks.items() for p in d.prefixes]
+    entries += [(n, p) for n, t in tunnels.items() for p in t.prefixes]
+    return AddressIndex(entries)
+
+
+def earlier_overlaps(prefixes: list[IPNetwork]) -> dict[int, list[int]]:
+    """For each prefix (by position), the earlier-listed prefixes of its family that overlap
+    it, in listing order.
+
+    CIDR prefixes either nest or are disjoint. Swept in start order (the wider first on a
+    tie), the prefixes still open at a start are a chain each holding the next, and every
+    one of them holds the new prefix: O(n log n) plus one step per overlapping pair, where
+    comparing every pair was quadratic in the number of networks.
+    """
+    found: dict[int, list[int]] = {}
+    order = sorted(
+        range(len(prefixes)),
+        key=lambda i: (prefixes[i].version, prefixes[i].first, -prefixes[i].last, i),
+    )
+    open_chain: list[int] = []
+    for i in order:
+        prefix = prefixes[i]
+        if open_chain and prefixes[open_chain[-1]].version != prefix.version:
+            open_chain = []
+        while open_chain and prefixes[open_chain[-1]].last < prefix.first:
+            open_chain.pop()
+        for j in open_chain:
+            found.setdefault(max(i, j), []).append(min(i, j))
+        open_chain.append(i)
+    return {later: sorted(earlier) for later, earlier in found.items()}
 
 
 class AddressIndex:
