@@ -285,6 +285,14 @@ def nmap_arguments(
     return [*specific, *family_opts, *interface_opts, *common]
 
 
+def presence_arguments(family: int, interface: str | None) -> list[str]:
+    """nmap options for a host-discovery-only run (ARP / neighbour solicitation on the local
+    link), made after a local scan to check that its targets were still there."""
+    family_opts = ["-6"] if family == 6 else []
+    interface_opts = ["-e", interface] if interface else []
+    return ["-sn", *family_opts, *interface_opts, "-n", "--reason", "-oX", "-"]
+
+
 @dataclass(frozen=True)
 class RawRun:
     """One nmap run as it happened, wherever it ran."""
@@ -439,16 +447,14 @@ class _Outcome:
 
 def _run_once(
     runner: Runner,
-    proto: Proto,
+    options: list[str],
     *,
-    family: int,
     targets: list[str],
     profile: ScanProfile,
-    interface: str | None,
     sink: EvidenceSink,
 ) -> _Outcome:
     try:
-        run = runner(nmap_arguments(proto, family, profile, interface), targets, profile)
+        run = runner(options, targets, profile)
     except RunError as exc:
         return _Outcome([], error=(exc.reason, str(exc)))
     evidence = _store(run, sink, _version_hint(run.stdout))
@@ -481,10 +487,15 @@ class _Where:
 
 
 def _target_attempt(
-    target: str, outcomes: list[tuple[Proto, _Outcome]], where: _Where
+    target: str,
+    outcomes: list[tuple[Proto, _Outcome]],
+    where: _Where,
+    presence: _Outcome | None = None,
 ) -> Attempt[HostScan]:
     """Merge the runs of all protocols for one target: any failure fails the target, since a
-    TCP-only answer would silently hide what UDP had to say."""
+    TCP-only answer would silently hide what UDP had to say. A local scan also needs the
+    target present on its link after the scan (``presence``): a host that left mid-scan
+    shows every remaining port as filtered, which must not read as "nothing open"."""
     key = normalize_address(target)
     evidence = [ref for _, outcome in outcomes for ref in outcome.evidence]
     ports: list[PortResult] = []
@@ -496,9 +507,10 @@ def _target_attempt(
             return Attempt.failed(PROBE, target, reason, f"{proto} scan: {message}", evidence)
         host = outcome.hosts.get(key)
         if host is None:
-            return Attempt.failed(
-                PROBE, target, ErrorReason.PARSE_ERROR, f"{proto} scan: no result", evidence
-            )
+            # A complete run that lists no such host: nmap found it down (on its own link:
+            # no ARP / neighbour answer), so none of its ports was scanned.
+            message = f"{proto} scan: nmap found {target} down, nothing was scanned"
+            return Attempt.failed(PROBE, target, ErrorReason.UNREACHABLE, message, evidence)
         if host.timed_out:
             return Attempt.failed(
                 PROBE, target, ErrorReason.TIMEOUT, f"{proto} scan: host timeout", evidence
@@ -506,6 +518,12 @@ def _target_attempt(
         ports += host.ports
         others += host.other_ports
         status = host.status
+    if presence is not None:
+        evidence += presence.evidence
+        gone = _absent_after_scan(target, presence)
+        if gone is not None:
+            reason, message = gone
+            return Attempt.failed(PROBE, target, reason, message, evidence)
     scan = HostScan(
         address=target,
         vantage=where.vantage,
@@ -517,6 +535,21 @@ def _target_attempt(
         other_ports=tuple(others),
     )
     return Attempt.ok(PROBE, target, scan, evidence)
+
+
+def _absent_after_scan(target: str, presence: _Outcome) -> tuple[ErrorReason, str] | None:
+    """Why ``target`` cannot be shown present after the scan, or None when it answered."""
+    if presence.error is not None:
+        reason, message = presence.error
+        return reason, f"presence check after the scan: {message}"
+    host = presence.hosts.get(normalize_address(target))
+    if host is None or host.status != "up":
+        return (
+            ErrorReason.UNREACHABLE,
+            f"{target} no longer answered ARP / neighbour discovery after the scan: it left "
+            "the network while being scanned, so its ports' silence proves nothing",
+        )
+    return None
 
 
 def _scan(
@@ -552,19 +585,25 @@ def _scan(
                 proto,
                 _run_once(
                     runner,
-                    proto,
-                    family=family,
+                    nmap_arguments(proto, family, profile, interface),
                     targets=family_targets,
                     profile=profile,
-                    interface=interface,
                     sink=sink,
                 ),
             )
             for proto in _protocols(profile)
         ]
+        presence = None
+        if vantage is Vantage.LOCAL and any(o.error is None for _, o in outcomes):
+            # On our own link nmap saw each target answer ARP / ND before scanning it; asking
+            # again afterwards closes the window of a host leaving mid-scan.
+            options = presence_arguments(family, interface)
+            presence = _run_once(
+                runner, options, targets=family_targets, profile=profile, sink=sink
+            )
         where = _Where(vantage, vantage_host, source)
         for target in family_targets:
-            results[target] = _target_attempt(target, outcomes, where)
+            results[target] = _target_attempt(target, outcomes, where, presence)
     return [results[target] for target in targets]
 
 
@@ -646,6 +685,7 @@ __all__ = [
     "Vantage",
     "nmap_arguments",
     "parse_nmap_xml",
+    "presence_arguments",
     "scan_from_here",
     "scan_from_remote",
 ]

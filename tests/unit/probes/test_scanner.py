@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,7 +189,8 @@ def test_local_scan_finds_exactly_the_open_ports_in_both_families(scan_net: Scan
         assert scan.open_ports("udp") == list(UDP_OPEN)
         assert scan.state_of("udp", 161) is PortState.CLOSED
         assert len(attempt.evidence) >= 2  # one XML per protocol
-    assert len(sink.of_type(NMAP_XML)) == 4  # tcp and udp, v4 and v6
+    # tcp and udp, v4 and v6, and a presence check per family after the scans
+    assert len(sink.of_type(NMAP_XML)) == 6
 
 
 @needs_netns
@@ -284,3 +286,62 @@ def test_source_address_not_held_here_is_unreachable(scan_net: ScanNet) -> None:
         check_target=scope_check("10.98.240.0/24"),
     )
     assert attempt.error is not None and attempt.error.reason is ErrorReason.UNREACHABLE
+
+
+@needs_netns
+def test_absent_target_is_unreachable_not_silent(scan_net: ScanNet) -> None:
+    """No host holds .99: nmap gets no ARP / ND answer and lists no such host."""
+    attempts = scan_from_here(
+        ["10.98.240.99", "fd98:0:0:240::99"],
+        source_addresses=[scan_net.auditor4, scan_net.auditor6],
+        sink=MemorySink(),
+        check_target=scope_check("10.98.240.0/24", "fd98:0:0:240::/64"),
+        profile=ScanProfile(tcp_ports="1-100", udp_ports=(53,), host_timeout=60),
+    )
+    for attempt in attempts:
+        assert attempt.error is not None
+        assert attempt.error.reason is ErrorReason.UNREACHABLE
+        assert "down, nothing was scanned" in attempt.error.message
+
+
+@needs_netns
+def test_target_leaving_mid_scan_is_unreachable_not_all_filtered(scan_net: ScanNet) -> None:
+    """A host that drops everything answers ARP, so nmap starts; it then leaves the link.
+    Its remaining ports look filtered, like a compliant host's: only the presence check after
+    the scan tells them apart."""
+    leaver = scan_net.lab.namespace("leave")
+    address, _ = scan_net.lab.attach(leaver, scan_net.lab.bridges[0], 13)
+    leaver.run("nft add table inet f")
+    leaver.run("nft add chain inet f in { type filter hook input priority 0 ; policy drop ; }")
+    sink = MemorySink()
+    unplug = threading.Timer(3.0, lambda: leaver.run("ip link set eth0 down"))
+    unplug.start()
+    try:
+        (attempt,) = scan_from_here(
+            [address],
+            source_addresses=[scan_net.auditor4],
+            sink=sink,
+            check_target=scope_check("10.98.240.0/24"),
+            # About 20 s of filtered ports at 100 probes a second: it leaves after 3 s.
+            profile=ScanProfile(tcp_ports="1-2000", udp_ports=(), tcp_min_rate=100),
+        )
+    finally:
+        unplug.cancel()
+    assert attempt.error is not None, attempt.value
+    assert attempt.error.reason is ErrorReason.UNREACHABLE
+    assert "left the network while being scanned" in attempt.error.message
+    # The scan and the presence check are both kept as evidence.
+    assert len(sink.of_type(NMAP_XML)) == 2 and len(attempt.evidence) >= 2
+
+
+@needs_netns
+def test_compliant_host_that_stays_passes_the_presence_check(scan_net: ScanNet) -> None:
+    (attempt,) = scan_from_here(
+        [scan_net.dropper4],
+        source_addresses=[scan_net.auditor4],
+        sink=MemorySink(),
+        check_target=scope_check("10.98.240.0/24"),
+        profile=ScanProfile(tcp_ports="1-200", udp_ports=(), tcp_min_rate=100),
+    )
+    assert attempt.succeeded, attempt.error
+    assert attempt.value is not None and attempt.value.open_ports("tcp") == []
