@@ -14,6 +14,9 @@ from hypothesis import strategies as st
 from probes.parsers import (
     ParseError,
     WgOutputs,
+    parse_audit_config,
+    parse_auditctl_rules,
+    parse_auditctl_status,
     parse_dpkg_query,
     parse_flag,
     parse_host_key,
@@ -23,12 +26,14 @@ from probes.parsers import (
     parse_machine_id,
     parse_nft_ruleset,
     parse_os_release,
+    parse_pam_directory,
     parse_ps,
     parse_ss,
     parse_wireguard,
 )
 
-RECORDED = Path(__file__).parents[2] / "data" / "recorded"
+DATA = Path(__file__).parents[2] / "data"
+RECORDED = DATA / "recorded"
 
 PARSERS: dict[str, Callable[[str], Any]] = {
     "ip-addr": parse_ip_addr,
@@ -45,6 +50,10 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "flag": lambda t: parse_flag(t, "ip_forward"),
     "machine-id": parse_machine_id,
     "wg": lambda t: parse_wireguard(WgOutputs(t, t, t, t, t, t, t, t)),
+    "auditctl-s": parse_auditctl_status,
+    "auditctl-l": parse_auditctl_rules,
+    "grep-etc-audit": parse_audit_config,
+    "grep-pam.d": parse_pam_directory,
 }
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -59,6 +68,65 @@ def parses_or_raises_parse_error(parser: Callable[[str], Any], text: str) -> Non
 
 # Text made of the characters these outputs are built from, so that the fuzzer gets deep.
 TOOLISH = st.text(alphabet=st.sampled_from(list('{}[]":,0123456789abcdef ./\t\n=%*()_-')))
+# Audit rules, auditctl's status and grep -RHn lines: options, operators, paths and numbers.
+RULEISH = st.lists(
+    st.sampled_from(
+        [
+            "-a",
+            "-A",
+            "-w",
+            "-W",
+            "-d",
+            "-D",
+            "-e",
+            "-F",
+            "-S",
+            "-C",
+            "-k",
+            "-p",
+            "-b",
+            "always,exit",
+            "never,task",
+            "exit,always",
+            "always,exclude",
+            "arch=b64",
+            "euid=0",
+            "auid!=-1",
+            "auid>=1000",
+            "msgtype=EXECVE",
+            "execve,execveat",
+            "all",
+            "uid!=euid",
+            "wa",
+            "x",
+            "/etc/audit/audit.rules:1:",
+            "/etc/audit/rules.d/a.rules:2:",
+            "/etc/audit/auditd.conf:3:",
+            "/etc/pam.d/sshd:4:",
+            "session",
+            "required",
+            "[success=1 default=ignore]",
+            "@include",
+            "pam_tty_audit.so",
+            "enable=root",
+            "\\",
+            "#",
+            "enabled",
+            "pid",
+            "0",
+            "1",
+            "f200=3",
+            " ",
+            " ",
+            "\n",
+            "\n",
+            "\t",
+            "=",
+            "[",
+        ]
+    ),
+    max_size=40,
+).map("".join)
 JSONISH = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),
     lambda inner: (
@@ -114,6 +182,13 @@ def test_tool_shaped_text(name: str, text: str) -> None:
     parses_or_raises_parse_error(PARSERS[name], text)
 
 
+@pytest.mark.parametrize("name", ["auditctl-s", "auditctl-l", "grep-etc-audit", "grep-pam.d"])
+@SETTINGS
+@given(text=RULEISH)
+def test_rule_shaped_text(name: str, text: str) -> None:
+    parses_or_raises_parse_error(PARSERS[name], text)
+
+
 @pytest.mark.parametrize("name", ["ip-addr", "ip-route-v4", "ip-route-v6", "ip-rule-v4", "nft"])
 @SETTINGS
 @given(document=JSONISH)
@@ -130,6 +205,10 @@ def test_json_shaped_documents(name: str, document: Any) -> None:
         ("ps", "host.ps.txt"),
         ("dpkg-query", "host.dpkg-query.txt"),
         ("nft", "netns-a.nft-ruleset.json"),
+        ("auditctl-s", "../audit/auditctl-s.enabled.txt"),
+        ("auditctl-l", "../audit/auditctl-l.setuid-only.txt"),
+        ("grep-etc-audit", "../audit/etc-audit.root-commands.grep.txt"),
+        ("grep-pam.d", "lab-image.grep-pam.d.txt"),
     ],
 )
 @SETTINGS
