@@ -32,6 +32,9 @@ from probes.facts import HostFacts, HostKey, Interface
 from probes.parsers import (
     ParseError,
     WgOutputs,
+    parse_audit_config,
+    parse_auditctl_rules,
+    parse_auditctl_status,
     parse_dpkg_query,
     parse_flag,
     parse_host_key,
@@ -41,6 +44,7 @@ from probes.parsers import (
     parse_machine_id,
     parse_nft_ruleset,
     parse_os_release,
+    parse_pam_directory,
     parse_ps,
     parse_ss,
     parse_wireguard,
@@ -173,6 +177,17 @@ def raw(fact: str, command: str, tool: str | None = None, max_output: int | None
         ) -> FactRule:  # fmt: skip
     """A file or command output kept as text, for host checks to read."""
     return single(fact, command, lambda text: text, tool, max_output)
+
+
+def validated(fact: str, command: str, parse: Callable[[str], object]) -> FactRule:
+    """An output kept as text for host checks once its parser has accepted it, so that
+    garbage is a parse-error of the collection (with its line), not a surprise in a check."""
+
+    def accept(text: str) -> str:
+        parse(text)
+        return text
+
+    return single(fact, command, accept)
 
 
 def _present(text: str | None) -> str:
@@ -356,6 +371,18 @@ DEFAULT_PLAN = HostPlan(
         # file and line. Absent files are normal (one client is installed, not all of them), so
         # a missing path must not fail the command: "|| true", and an empty answer means none.
         raw("commands:time-sources", TIME_SOURCES_COMMAND),
+        # Privileged-command logging by the audit system: the kernel's state and the loaded
+        # rules (root only), then auditd.conf and the rules files with file:line (/etc/audit
+        # is root-only; one exact grep needs no wildcard in sudoers; -R follows symlinks).
+        validated(
+            "commands:auditctl-status", "sudo -n /usr/sbin/auditctl -s", parse_auditctl_status
+        ),
+        validated("commands:auditctl-rules", "sudo -n /usr/sbin/auditctl -l", parse_auditctl_rules),
+        validated(
+            "commands:audit-config", "sudo -n /usr/bin/grep -RHn ^ /etc/audit", parse_audit_config
+        ),
+        # The PAM services' session stacks (pam_tty_audit), with file:line; world-readable.
+        validated("commands:pam.d", "grep -RHn ^ /etc/pam.d", parse_pam_directory),
     ),
     folders=(
         FolderRule("/etc/modprobe.d", "modprobe.d-listing"),
