@@ -8,9 +8,12 @@ that decided it; the control's ``criteria`` text is the finding's ``expected``:
    /var/log/journal present), or rsyslogd runs and a rule writes to a file;
 2. authentication logging: sshd logs at INFO or above detail to its syslog facility, and that
    facility reaches the persistent log (an rsyslog file rule, or the persistent journal);
-3. privileged-command logging: sudo logs to syslog (not ``!syslog``, not ``!log_allowed``) and
-   its facility reaches the persistent log, or it writes its own ``logfile``; no Defaults entry
-   disables logging for some users, hosts, commands or run-as users;
+3. privileged-command logging, by any of three routes: sudo logs to syslog (not ``!syslog``,
+   not ``!log_allowed``) and its facility reaches the persistent log, or it writes its own
+   ``logfile``, with no Defaults entry disabling logging for some users, hosts, commands or
+   run-as users; or auditd runs and its rules record every program run as root by a login
+   (``execve``); or pam_tty_audit records root's terminal input on every way to a root shell,
+   auditd keeping the records (the last two in privileged_commands);
 4. forwarding: where the inventory names a ``log_host``, an rsyslog rule forwards
    authentication messages to one of its addresses (not required of the log host itself);
 5. time synchronisation: a time-synchronisation client (chronyd, ntpd, systemd-timesyncd,
@@ -20,11 +23,13 @@ that decided it; the control's ``criteria`` text is the finding's ``expected``:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from auditor.findings import Finding, Status
 from policies.checks.common import Outcome, inconclusive, judge_each
+from policies.checks.criteria import Criterion, Line, any_of
+from policies.checks.privileged_commands import auditd_route, pam_tty_audit_route
 from policies.context import AuditContext
 from policies.model import Control
 from probes.facts import HostFacts
@@ -44,32 +49,11 @@ SSHD_LOGGING_LEVELS = {"info", "verbose", "debug", "debug1", "debug2", "debug3"}
 EVIDENCE_PREFIXES = (
     "files:/etc/systemd/journald.conf", "commands:journald.conf.d", "files:/etc/rsyslog",
     "commands:rsyslog.d", "commands:var-log-listing", "commands:sshd-effective-config",
-    "commands:sudoers-defaults", "commands:time-sources", "processes",
+    "commands:sudoers-defaults", "commands:time-sources", "processes", "commands:auditctl",
+    "commands:audit-config", "commands:pam.d",
 )  # fmt: skip
 #: Process names (as ps prints them, 15 characters at most) of time-synchronisation clients.
 TIME_CLIENTS = {"chronyd", "ntpd", "systemd-timesyn", "openntpd", "ptp4l", "phc2sys"}
-
-
-@dataclass(frozen=True)
-class Line:
-    where: str
-    text: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.text.strip()}"
-
-
-@dataclass
-class Criterion:
-    name: str
-    holds: bool | None
-    detail: str
-    lines: list[Line] = field(default_factory=list)
-
-    def describe(self) -> str:
-        mark = {True: "met", False: "NOT met", None: "unknown"}[self.holds]
-        decided = "; ".join(str(x) for x in self.lines[:4])
-        return f"{self.name}: {mark}: {self.detail}" + (f" [{decided}]" if decided else "")
 
 
 def check(ctx: AuditContext, control: Control) -> list[Finding]:
@@ -420,7 +404,14 @@ def _split_parameters(text: str) -> list[str]:
 
 
 def privileged_command_logging(facts: HostFacts, sinks: LogSinks) -> Criterion:
-    name = "privileged-command logging"
+    """Met by any of sudo's logging, auditd recording every command run as root, or
+    pam_tty_audit recording root's terminal input (with auditd keeping it)."""
+    routes = [sudo_logging(facts, sinks), auditd_route(facts), pam_tty_audit_route(facts)]
+    return any_of("privileged-command logging", routes)
+
+
+def sudo_logging(facts: HostFacts, sinks: LogSinks) -> Criterion:
+    name = "sudo"
     text = facts.commands.get("sudoers-defaults")
     if text is None:
         why = facts.errors.get("commands:sudoers-defaults", "not collected")

@@ -168,9 +168,9 @@ def _sinks_with_auth_file() -> logging_check.LogSinks:
         ("/etc/sudoers.d/x:1:Defaults syslog=local7\n", True, "/etc/rsyslog.conf:55"),
     ],
 )
-def test_privileged_command_logging(defaults: str, holds: bool, decisive: str) -> None:
+def test_sudo_logging(defaults: str, holds: bool, decisive: str) -> None:
     facts = HostFacts(host="t", commands={"sudoers-defaults": defaults})
-    criterion = logging_check.privileged_command_logging(facts, _sinks_with_auth_file())
+    criterion = logging_check.sudo_logging(facts, _sinks_with_auth_file())
     assert criterion.holds is holds
     assert decisive in [x.where for x in criterion.lines]
 
