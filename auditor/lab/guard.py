@@ -15,6 +15,7 @@ route would otherwise carry such a packet out of the machine.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -79,6 +80,31 @@ def add_bridge(bridge: str) -> None:
         f'add element {FAMILY} {TABLE} lab_bridges {{ "{bridge}" }}\n'
         f'add rule {FAMILY} {TABLE} same_segment iifname "{bridge}" oifname "{bridge}" accept\n'
     )
+
+
+def remove_bridge(bridge: str) -> None:
+    """Undo ``add_bridge`` once the bridge's network is gone (the table stays, with the
+    other bridges and the address drops); nothing to do when the table is not there."""
+    if not is_installed():
+        return
+    _nft(None, "delete", "element", FAMILY, TABLE, "lab_bridges", f'{{ "{bridge}" }}', check=False)
+    listing = _nft(None, "-a", "list", "chain", FAMILY, TABLE, "same_segment")
+    for handle in same_segment_handles(listing, bridge):
+        _nft(None, "delete", "rule", FAMILY, TABLE, "same_segment", "handle", str(handle))
+
+
+_HANDLE = re.compile(r"# handle (\d+)\s*$")
+
+
+def same_segment_handles(listing: str, bridge: str) -> list[int]:
+    """Handles of the ``same_segment`` rules admitting ``bridge``, from ``nft -a list chain``."""
+    wanted = f'iifname "{bridge}" oifname "{bridge}" accept'
+    handles = []
+    for line in listing.splitlines():
+        found = _HANDLE.search(line)
+        if found and line.strip().startswith(wanted + " "):
+            handles.append(int(found.group(1)))
+    return handles
 
 
 def is_installed() -> bool:

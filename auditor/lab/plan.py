@@ -53,10 +53,13 @@ class ContainerPlan:
     plays: list[str] = field(default_factory=list)
     host_key: SshKey | None = None
     machine_id: str = ""
+    #: The podman name when it is not ``lab-<host>`` (hosts made outside a lab, which
+    #: ``lab down`` must not remove).
+    name: str = ""
 
     @property
     def container(self) -> str:
-        return f"lab-{self.host}"
+        return self.name or f"lab-{self.host}"
 
     @property
     def needs_tun(self) -> bool:
@@ -96,12 +99,16 @@ class LabPlan:
         lines = []
         for plan in self.containers.values():
             assert plan.host_key is not None
-            lines.append(f"{','.join(plan.addresses())} {plan.host_key.public_key}")
+            lines.append(known_hosts_line(plan.addresses(), plan.host_key))
         return lines
 
     @property
     def auditor_public_key(self) -> str:
         return self.keys.auditor.public_line
+
+
+def known_hosts_line(addresses: list[str], host_key: SshKey) -> str:
+    return f"{','.join(addresses)} {host_key.public_key}"
 
 
 def octet_of(address: str) -> int:
@@ -139,15 +146,7 @@ def _container(host: str, scenario: Scenario, keys: LabKeys) -> ContainerPlan:
     for played in spec.plays:
         networks.update(HOSTS[played].addresses)
     networks.update({net: octet_of(addr) for net, addr in spec.networks.items()})
-    router = bool(base and base.router)
-    forwarding = "1" if router else "0"
-    sysctls = {
-        "net.ipv4.ip_forward": forwarding,
-        "net.ipv6.conf.all.forwarding": forwarding,
-        # Addresses are usable at once: no duplicate detection delay at start-up.
-        "net.ipv6.conf.all.accept_dad": "0",
-        "net.ipv6.conf.default.accept_dad": "0",
-    }
+    sysctls = _sysctls(bool(base and base.router))
     sysctls.update({k: str(v) for k, v in spec.sysctls.items()})
     return ContainerPlan(
         host=host,
@@ -160,20 +159,26 @@ def _container(host: str, scenario: Scenario, keys: LabKeys) -> ContainerPlan:
     )
 
 
+def _sysctls(router: bool) -> dict[str, str]:
+    forwarding = "1" if router else "0"
+    return {
+        "net.ipv4.ip_forward": forwarding,
+        "net.ipv6.conf.all.forwarding": forwarding,
+        # Addresses are usable at once: no duplicate detection delay at start-up.
+        "net.ipv6.conf.all.accept_dad": "0",
+        "net.ipv6.conf.default.accept_dad": "0",
+    }
+
+
 # -- generated files -----------------------------------------------------------------------
 def _add_generated_files(container: ContainerPlan, plan: LabPlan) -> None:
     logical = [HOSTS[h] for h in container.roles_of if h in HOSTS]
     own = HOSTS.get(container.host)
     if own is not None:
         _add_tree(container, own)
-    assert container.host_key is not None
-    _put(container, "/etc/machine-id", container.machine_id + "\n")
-    _put(container, "/etc/ssh/ssh_host_ed25519_key", container.host_key.private_openssh, True)
-    _put(container, "/etc/ssh/ssh_host_ed25519_key.pub", container.host_key.public_line + "\n")
+    _add_identity(container)
     if own is not None and own.auditor_login:
-        _put(container, "/home/auditor/.ssh/authorized_keys", plan.auditor_public_key + "\n")
-        _put(container, "/etc/sudoers.d/auditor", (SUDOERS_DIR / "auditor").read_bytes())
-        _put(container, "/etc/sudoers.d/logging", (SUDOERS_DIR / "logging").read_bytes())
+        _add_auditor_access(container, plan.auditor_public_key)
     tunnels = [t for h in logical for t in h.tunnels]
     for tunnel in tunnels:
         _add_tunnel(container, tunnel, plan)
@@ -187,6 +192,46 @@ def _add_generated_files(container: ContainerPlan, plan: LabPlan) -> None:
     if own is not None and Role.TERMINAL in own.roles:
         services.append("usbguard")
     _put(container, "/etc/lab/services", "\n".join(services) + "\n")
+
+
+def _add_identity(container: ContainerPlan) -> None:
+    """The machine-id and SSH host key that make this container a machine of its own."""
+    assert container.host_key is not None
+    _put(container, "/etc/machine-id", container.machine_id + "\n")
+    _put(container, "/etc/ssh/ssh_host_ed25519_key", container.host_key.private_openssh, True)
+    _put(container, "/etc/ssh/ssh_host_ed25519_key.pub", container.host_key.public_line + "\n")
+
+
+def _add_auditor_access(container: ContainerPlan, auditor_public_key: str) -> None:
+    """The auditor's key login and its exact-command sudo rules (and sudo's logging)."""
+    _put(container, "/home/auditor/.ssh/authorized_keys", auditor_public_key + "\n")
+    _put(container, "/etc/sudoers.d/auditor", (SUDOERS_DIR / "auditor").read_bytes())
+    _put(container, "/etc/sudoers.d/logging", (SUDOERS_DIR / "logging").read_bytes())
+
+
+def collection_clone(name: str, like: str, auditor_public_key: str) -> ContainerPlan:
+    """A container podman names ``name``, set up as the lab sets up host ``like`` for SSH
+    collection: its configuration layers, a host key and machine-id of its own, the
+    auditor's key and sudoers, its services. Without the lab's networks, tunnels, transfer
+    keys or pipeline: the caller attaches it to a network of its own (benchmarks)."""
+    host = HOSTS[like]
+    if not host.auditor_login:
+        raise ValueError(f"the auditor does not log in to {like}")
+    container = ContainerPlan(
+        host=like,
+        networks={},
+        sysctls=_sysctls(host.router),
+        host_key=new_ssh_key(f"root@{name}"),
+        machine_id=uuid.uuid4().hex,
+        name=name,
+    )
+    _add_tree(container, host)
+    _add_identity(container)
+    _add_auditor_access(container, auditor_public_key)
+    _put(container, "/etc/lab/network.sh", _network_script(container, [], []))
+    services = ["rsyslog", "sshd", *(["usbguard"] if Role.TERMINAL in host.roles else [])]
+    _put(container, "/etc/lab/services", "\n".join(services) + "\n")
+    return container
 
 
 #: usbguard-daemon refuses to start when its configuration is readable by others.

@@ -75,7 +75,7 @@ def require_root() -> None:
         raise LabError("the lab needs root (rootful podman, nftables on the host)")
 
 
-def _parallel(func: Callable[[T], R], items: Iterable[T]) -> list[R]:
+def in_parallel(func: Callable[[T], R], items: Iterable[T]) -> list[R]:
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         return list(pool.map(func, items))
 
@@ -95,9 +95,9 @@ def up(scenario: str | Path | None = None, progress: Progress = _quiet) -> LabSt
     guard.install()
     progress(f"  guard table inet {guard.TABLE} installed")
     bridges = _create_networks(progress)
-    _parallel(lambda c: _create_container(c, image, state), plan.containers.values())
+    in_parallel(lambda c: _create_container(c, image, state), plan.containers.values())
     progress(f"  {len(plan.containers)} containers created")
-    _parallel(lambda c: podman("start", c.container), plan.containers.values())
+    in_parallel(lambda c: podman("start", c.container), plan.containers.values())
     _address_bridges(bridges)
     _wait_for_init(plan)
     _run_scenario_exec(plan, progress)
@@ -134,41 +134,49 @@ def _write_state(plan: LabPlan) -> Path:
     write_inventory(plan.scenario, state)
     (state / "scenario").write_text(plan.scenario.name + "\n", encoding="utf-8")
     for container in plan.containers.values():
-        root = state / "hosts" / container.host / "rootfs"
-        for path, content in container.files.items():
-            target = root / path.lstrip("/")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
-            target.chmod(0o600 if path in container.secret_files else 0o644)
+        stage_files(container, state / "hosts" / container.host / "rootfs")
     return state
+
+
+def stage_files(container: ContainerPlan, root: Path) -> None:
+    """Write the container's files under ``root``, secrets readable by their owner only."""
+    for path, content in container.files.items():
+        target = root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+        target.chmod(0o600 if path in container.secret_files else 0o644)
 
 
 def _create_networks(progress: Progress) -> dict[str, str]:
     """Create every lab network; return network -> bridge device name."""
-    bridges = {}
-    for network in NETWORKS.values():
-        podman(
-            "network",
-            "create",
-            "--internal",
-            "--disable-dns",
-            "--ipv6",
-            "--subnet",
-            network.ipv4,
-            "--subnet",
-            network.ipv6,
-            network.podman_name,
-        )
-        info = podman(
-            "network", "inspect", network.podman_name, "--format", "{{.NetworkInterface}}"
-        )
-        bridge = info.stdout.strip()
-        if not bridge:
-            raise LabError(f"podman gave no bridge name for {network.podman_name}")
-        guard.add_bridge(bridge)
-        bridges[network.name] = bridge
+    bridges = {
+        network.name: create_network(network.podman_name, network.ipv4, network.ipv6)
+        for network in NETWORKS.values()
+    }
     progress(f"  {len(NETWORKS)} networks created, their bridges admitted by the guard")
     return bridges
+
+
+def create_network(name: str, ipv4: str, ipv6: str) -> str:
+    """Create an internal dual-stack podman network whose bridge the guard admits (the
+    guard must be installed); return the bridge's device name."""
+    podman(
+        "network",
+        "create",
+        "--internal",
+        "--disable-dns",
+        "--ipv6",
+        "--subnet",
+        ipv4,
+        "--subnet",
+        ipv6,
+        name,
+    )
+    bridge = podman("network", "inspect", name, "--format", "{{.NetworkInterface}}").stdout.strip()
+    if not bridge:
+        raise LabError(f"podman gave no bridge name for {name}")
+    guard.add_bridge(bridge)
+    return bridge
 
 
 def _address_bridges(bridges: dict[str, str]) -> None:
@@ -179,14 +187,16 @@ def _address_bridges(bridges: dict[str, str]) -> None:
     """
     for name, bridge in bridges.items():
         network = NETWORKS[name]
-        for family, address, prefix in (
-            ("-4", network.address4(AUDITOR_OCTET), 24),
-            ("-6", network.address6(AUDITOR_OCTET), 64),
-        ):
-            extra = ["nodad"] if family == "-6" else []
-            _run_host(
-                ["ip", family, "address", "replace", f"{address}/{prefix}", "dev", bridge, *extra]
-            )
+        address_bridge(bridge, network.address4(AUDITOR_OCTET), network.address6(AUDITOR_OCTET))
+
+
+def address_bridge(bridge: str, address4: str, address6: str) -> None:
+    """Give the host ``address4``/24 and ``address6``/64 on a started network's bridge."""
+    for family, address, prefix in (("-4", address4, 24), ("-6", address6, 64)):
+        extra = ["nodad"] if family == "-6" else []
+        _run_host(
+            ["ip", family, "address", "replace", f"{address}/{prefix}", "dev", bridge, *extra]
+        )
 
 
 def _run_host(cmd: list[str]) -> None:
@@ -196,6 +206,25 @@ def _run_host(cmd: list[str]) -> None:
 
 
 def _create_container(container: ContainerPlan, image: str, state: Path) -> None:
+    attachments = []
+    for net, octet in container.networks.items():
+        network = NETWORKS[net]
+        attachments.append(
+            f"{network.podman_name}:ip={network.address4(octet)},"
+            f"ip6={network.address6(octet)},interface_name={network.interface}"
+        )
+    create_container(container, image, attachments, state / "hosts" / container.host / "rootfs")
+
+
+def create_container(
+    container: ContainerPlan,
+    image: str,
+    attachments: list[str],
+    staged: Path,
+    label: str = "auditor-lab=1",
+) -> None:
+    """``podman create`` the container (capabilities, sysctls, each ``--network``
+    attachment as given), then copy its staged files in; it is not started."""
     args = [
         "create",
         "--name",
@@ -209,25 +238,19 @@ def _create_container(container: ContainerPlan, image: str, state: Path) -> None
         "--stop-timeout",
         "5",
         "--label",
-        "auditor-lab=1",
+        label,
     ]
     if container.needs_tun:
         args += ["--device", "/dev/net/tun"]
     for key, value in container.sysctls.items():
         args += ["--sysctl", f"{key}={value}"]
-    for net, octet in container.networks.items():
-        network = NETWORKS[net]
-        args += [
-            "--network",
-            f"{network.podman_name}:ip={network.address4(octet)},"
-            f"ip6={network.address6(octet)},interface_name={network.interface}",
-        ]
+    for attachment in attachments:
+        args += ["--network", attachment]
     podman(*args, image)
-    staged = state / "hosts" / container.host / "rootfs"
     podman("cp", f"{staged}/.", f"{container.container}:/")
 
 
-def _poll(what: Callable[[], list[str]], timeout: float, interval: float = 0.5) -> list[str]:
+def poll_missing(what: Callable[[], list[str]], timeout: float, interval: float = 0.5) -> list[str]:
     """Call ``what`` until it returns no missing item or the time is up; return what's missing."""
     deadline = time.monotonic() + timeout
     missing = what()
@@ -252,9 +275,9 @@ def _wait_for_init(plan: LabPlan) -> None:
         return None if probe.returncode == 0 else container.host
 
     def missing() -> list[str]:
-        return [h for h in _parallel(not_ready, plan.containers.values()) if h]
+        return [h for h in in_parallel(not_ready, plan.containers.values()) if h]
 
-    late = _poll(missing, 30)
+    late = poll_missing(missing, 30)
     if late:
         raise LabError(f"lab-init did not finish in 30 s on: {', '.join(late)}")
 
@@ -318,7 +341,7 @@ def _wait_until_functional(plan: LabPlan, state: Path, progress: Progress) -> No
             gaps.append("a first file delivered at recipient")
         return gaps
 
-    gaps = _poll(missing, READY_TIMEOUT, interval=1.0)
+    gaps = poll_missing(missing, READY_TIMEOUT, interval=1.0)
     if gaps:
         raise LabError(
             f"the lab did not come up within {READY_TIMEOUT:.0f} s: missing {'; '.join(gaps)} "
