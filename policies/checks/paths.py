@@ -13,6 +13,7 @@ from auditor.findings import Hop, Judgement, Status
 from auditor.inventory import Role
 from policies.checks.common import Outcome, combine, missing_parts
 from policies.context import AuditContext
+from policies.empirical import EgressObservation
 from probes.facts import HostFacts
 from topology.firewall import Hook
 from topology.intervals import AddressSet
@@ -209,10 +210,25 @@ def empirical_egress(ctx: AuditContext, host: str) -> Side:
         )
         return Side(Judgement(status=Status.INCONCLUSIVE, detail=why), [], evidence)
     detail = (
-        f"{len(executed)} attempts (TCP, UDP, ICMP) from {host}; nothing seen on "
-        f"{', '.join(observation.captured_networks)}"
+        f"{len(executed)} attempts ({attempts_by_protocol(observation)}) from {host}; "
+        f"nothing seen on {', '.join(observation.captured_networks)}"
     )
     return Side(Judgement(status=Status.PASS, detail=detail), [], evidence)
+
+
+def attempts_by_protocol(observation: EgressObservation) -> str:
+    """How many attempts of each protocol really ran, naming a protocol that never did (a
+    command the host refused, such as ping without its sudo grant), so that a pass never
+    claims a protocol it did not try."""
+    parts = []
+    for proto in ("tcp", "udp", "icmp"):
+        tried = [a for a in observation.attempts if a.proto == proto]
+        ran = sum(a.executed for a in tried)
+        if tried and not ran:
+            parts.append(f"{proto.upper()} not executed")
+        elif tried:
+            parts.append(f"{proto.upper()} {ran}")
+    return ", ".join(parts)
 
 
 def empirical_inbound(ctx: AuditContext, host: str) -> Side:
