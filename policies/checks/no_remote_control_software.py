@@ -94,7 +94,7 @@ class Tool(_Strict):
         return re.compile("|".join(f"(?:{translate(p)})" for p in self.packages))
 
     def has_process(self, command: str, args: str) -> bool:
-        executable = args.split(None, 1)[0].rsplit("/", 1)[-1] if args.strip() else ""
+        executable = executable_of(args)
         for name in self.processes:
             if name in (command, executable):
                 return True
@@ -103,9 +103,39 @@ class Tool(_Strict):
         return bool(self.arguments and re.search(self.arguments, args))
 
 
+def executable_of(args: str) -> str:
+    """The program's file name from a command line ("" when there is none)."""
+    return args.split(None, 1)[0].rsplit("/", 1)[-1] if args.strip() else ""
+
+
 class ToolList(_Strict):
     version: Literal[1]
     tools: list[Tool] = Field(min_length=1)
+
+    # Most packages, processes and sockets of a host belong to no tool: one test against
+    # every tool at once lets them skip the per-tool tests (which name the tools found).
+    def may_be_package(self, package: str) -> bool:
+        return self._any_package is not None and self._any_package.match(package) is not None
+
+    def may_be_process(self, command: str, args: str) -> bool:
+        names = self._process_names
+        if command in names or executable_of(args) in names:
+            return True
+        if len(command) == COMM_LENGTH and any(n.startswith(command) for n in names):
+            return True
+        return any(re.search(t.arguments, args) for t in self.tools if t.arguments)
+
+    def may_be_port(self, proto: str, port: int) -> bool:
+        return any(r.covers(proto, port) for t in self.tools for r in t.ports)
+
+    @cached_property
+    def _any_package(self) -> re.Pattern[str] | None:
+        patterns = [f"(?:{translate(p)})" for t in self.tools for p in t.packages]
+        return re.compile("|".join(patterns)) if patterns else None
+
+    @cached_property
+    def _process_names(self) -> frozenset[str]:
+        return frozenset(n for t in self.tools for n in t.processes)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> ToolList:
@@ -140,6 +170,7 @@ def installed_tools(packages: dict[str, str], tools: ToolList) -> list[str]:
     return [
         f"package {name} {version} ({tool.name})"
         for name, version in sorted(packages.items())
+        if tools.may_be_package(name)
         for tool in tools.tools
         if tool.has_package(name)
     ]
@@ -149,6 +180,7 @@ def running_tools(processes: list[Process], tools: ToolList) -> list[str]:
     return [
         f"process {p.command} (pid {p.pid}, user {p.user}: {p.args[:120]}) ({tool.name})"
         for p in processes
+        if tools.may_be_process(p.command, p.args)
         for tool in tools.tools
         if tool.has_process(p.command, p.args)
     ]
@@ -157,6 +189,9 @@ def running_tools(processes: list[Process], tools: ToolList) -> list[str]:
 def listening_tools(listeners: list[Listener], tools: ToolList) -> list[str]:
     found = []
     for socket in listeners:
+        by_name = socket.process is not None and tools.may_be_process(socket.process, "")
+        if not by_name and not tools.may_be_port(socket.proto, socket.port):
+            continue
         for tool in tools.tools:
             by_process = socket.process is not None and tool.has_process(socket.process, "")
             by_port = any(r.covers(socket.proto, socket.port) for r in tool.ports)

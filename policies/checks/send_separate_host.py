@@ -16,10 +16,34 @@ from probes.facts import HostFacts
 
 
 def check(ctx: AuditContext, control: Control) -> list[Finding]:
-    return judge_each(ctx, control, lambda host: _judge(ctx, host))
+    identities = _Identities(ctx)
+    return judge_each(ctx, control, lambda host: _judge(ctx, host, identities))
 
 
-def _judge(ctx: AuditContext, sender: str) -> Outcome:
+class _Identities:
+    """Each host's identity and its evidence, read once per check: every sending host is
+    compared with every receiving and processing host, which made reading them again for
+    each pair quadratic in the organisation's size."""
+
+    def __init__(self, ctx: AuditContext) -> None:
+        self._ctx = ctx
+        self._identity: dict[str, Identity] = {}
+        self._evidence: dict[str, list[str]] = {}
+
+    def of(self, host: str) -> Identity:
+        found = self._identity.get(host)
+        if found is None:
+            found = self._identity[host] = _identity(self._ctx.facts(host))
+        return found
+
+    def evidence(self, host: str) -> list[str]:
+        found = self._evidence.get(host)
+        if found is None:
+            found = self._evidence[host] = _identity_evidence(self._ctx.facts(host))
+        return found
+
+
+def _judge(ctx: AuditContext, sender: str, identities: _Identities) -> Outcome:
     others = sorted(
         {*ctx.inventory.hosts_with(Role.RECEIVING), *ctx.inventory.hosts_with(Role.PROCESSING)}
         - {sender}
@@ -32,9 +56,9 @@ def _judge(ctx: AuditContext, sender: str) -> Outcome:
             f"the identities of {', '.join(missing)} could not be collected: {reasons}",
             f"{', '.join(missing)} の識別情報(machine-id・ホスト鍵・アドレス)を収集できなかった: {reasons}",
         )
-    mine = _identity(ctx.facts(sender))
-    evidence = [ref for h in hosts for ref in _identity_evidence(ctx.facts(h))]
-    shared = {o: _shared(mine, _identity(ctx.facts(o))) for o in others}
+    mine = identities.of(sender)
+    evidence = [ref for h in hosts for ref in identities.evidence(h)]
+    shared = {o: _shared(mine, identities.of(o)) for o in others}
     clashes = {o: s for o, s in shared.items() if s}
     expected = f"no machine-id, host key or address shared with {', '.join(others) or 'nobody'}"
     if clashes:
