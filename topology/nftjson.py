@@ -311,15 +311,18 @@ def _int_parser(top: int, names: Mapping[str, int], what: str) -> Parser:
             return value
         if isinstance(value, str) and value in names:
             return names[value]
-        if isinstance(value, str) and value.isdigit():
+        if isinstance(value, str) and value.isdigit() and int(value) <= top:
             return int(value)
         raise UnsupportedError(f"{what} {value!r}")
 
     def parse(value: Any) -> IntervalSet:
         value = _unwrap(value)
         if isinstance(value, dict) and "range" in value:
-            lo, hi = value["range"]
-            return IntervalSet.of(top, [(number(lo), number(hi))])
+            bounds = value["range"]
+            if not (isinstance(bounds, list) and len(bounds) == 2):
+                raise UnsupportedError(f"{what} range {render(bounds)}")
+            lo, hi = number(bounds[0]), number(bounds[1])
+            return IntervalSet.of(top, [(lo, hi)])
         return IntervalSet.of(top, [number(value)])
 
     return parse

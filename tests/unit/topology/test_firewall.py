@@ -256,3 +256,15 @@ def test_empty_named_sets_never_match_and_their_negation_always_does() -> None:
     # The rule names IPv4 addresses: IPv6 packets are not concerned by it.
     assert verdict(fw, Hook.INPUT, tcp6(A6, B6, 22)) == (ACCEPT, "policy accept")
     assert all(o.certain for o in fw.evaluate(Hook.INPUT, PacketSpace.connection_attempts()))
+
+
+def test_malformed_ranges_are_problems_not_crashes() -> None:
+    """Found by the random fuzz profile: ``{"range": []}`` crashed the compiler."""
+    for bad in ({"range": []}, {"range": [5]}, "99999999", {"range": ["a", 3]}):
+        document = ruleset("order")
+        rule = next(o["rule"] for o in document["nftables"] if "rule" in o)
+        port = {"payload": {"protocol": "tcp", "field": "sport"}}
+        rule["expr"] = [{"match": {"op": "==", "left": port, "right": bad}}, {"accept": None}]
+        fw = Firewall.from_nft_json(document)
+        assert any("port" in p for p in fw.problems), bad
+        assert fw.evaluate(Hook.INPUT, PacketSpace.connection_attempts())
