@@ -1,8 +1,10 @@
 """``python -m bench [BENCHMARK ...] [options]``: run benchmarks, write bench/results/latest.json.
 
 Benchmarks: ``reachability`` (synthetic organisations, no lab needed), ``audit-lab`` (the
-baseline lab audit per phase; takes /tmp/auditor-lab.lock and brings the lab up itself).
-Without a name, every benchmark that needs no lab runs. Results of benchmarks not run this
+baseline lab audit per phase; takes /tmp/auditor-lab.lock and brings the lab up itself),
+``collection`` (SSH host collection of one host and of --hosts hosts, containers set up like
+the lab's term-1 on a podman network of its own; takes /tmp/auditor-lab.lock, needs root and
+the lab image, and removes everything it created). Without a name, every benchmark that needs no lab runs. Results of benchmarks not run this
 time are kept in latest.json from earlier runs.
 """
 
@@ -18,7 +20,7 @@ from typing import Any
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 DEFAULT_SIZES = [200, 2000, 10000]
-KNOWN = {"reachability", "audit-lab"}
+KNOWN = {"reachability", "audit-lab", "collection"}
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmarks",
         nargs="*",
         metavar="BENCHMARK",
-        help="reachability, audit-lab (default: reachability)",
+        help="reachability, audit-lab, collection (default: reachability)",
     )
     parser.add_argument(
         "--sizes",
@@ -89,6 +91,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="reachability: generator seed")
     parser.add_argument(
         "--timeout", type=float, default=1800.0, help="reachability: seconds allowed per size"
+    )
+    parser.add_argument(
+        "--hosts", type=int, default=50, help="collection: SSH hosts collected together"
+    )
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        default=None,
+        help="collection: hosts collected at once (default: the inventory's ssh.parallel default)",
+    )
+    parser.add_argument(
+        "--runs", type=int, default=3, help="collection: timed runs of one host and of all"
     )
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -113,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.auditlab import run_audit_lab
 
         results.append(run_audit_lab())
+    if "collection" in chosen:
+        from bench.collection import run_collection
+
+        results.append(run_collection(args.hosts, args.parallel, args.runs))
     _save(results)
     print(json.dumps(results, indent=1))
     return 0
