@@ -126,12 +126,18 @@ class NameSet:
         return NameSet(self.names, not self.cofinite)
 
     def __and__(self, other: NameSet) -> NameSet:
+        # Returns self itself when nothing is taken away, as the other set types do, so
+        # that a cube can tell "unchanged" by identity.
         if not self.cofinite and not other.cofinite:
-            return NameSet(self.names & other.names)
-        if self.cofinite and other.cofinite:
-            return NameSet(self.names | other.names, cofinite=True)
-        finite, cofinite = (self, other) if not self.cofinite else (other, self)
-        return NameSet(finite.names - cofinite.names)
+            names = self.names & other.names
+        elif self.cofinite and other.cofinite:
+            names = self.names | other.names
+        else:
+            finite, cofinite = (self, other) if not self.cofinite else (other, self)
+            names = finite.names - cofinite.names
+            if finite is not self:
+                return NameSet(names)
+        return self if len(names) == len(self.names) else NameSet(names, self.cofinite)
 
     def __or__(self, other: NameSet) -> NameSet:
         return (self.complement() & other.complement()).complement()

@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 from netaddr import IPAddress
@@ -329,11 +330,17 @@ class Firewall:
             not_matched: list[Flow] = []
             only = arm.condition.single_term()
             for flow in remaining:
-                if only is not None and flow.cube.intersect(only) is None:
-                    # Most rules do not apply to most flows: one intersection decides it.
-                    not_matched.append(flow)
-                    continue
-                sure, maybe, never = arm.condition.split([flow.cube])
+                if only is not None:
+                    # Most rules are one exact term, and do not apply to most flows: one
+                    # intersection decides it, and is the matched part when it does apply.
+                    hit = flow.cube.intersect(only)
+                    if hit is None:
+                        not_matched.append(flow)
+                        continue
+                    sure, never = [hit], flow.cube.subtract(only)
+                    maybe: list[Cube] = []
+                else:
+                    sure, maybe, never = arm.condition.split([flow.cube])
                 if not sure and not maybe:
                     # The usual case, the rule does not apply: ``never`` is the cube itself.
                     not_matched.append(flow)
@@ -395,29 +402,37 @@ class Firewall:
         return self._ruleset.chains.get((family, table, name))
 
 
+_SOME_DEVICE = NameSet.all_but(NO_DEVICE)
+_NO_DEVICE = NameSet.of(NO_DEVICE)
+#: Only forwarded packets have both devices; input has no oif, output no iif. (Made once:
+#: every hook run of every query starts with this.)
+_HOOK_DEVICES = {
+    Hook.PREROUTING: Constraint({"iif": _SOME_DEVICE, "oif": _NO_DEVICE}),
+    Hook.INPUT: Constraint({"iif": _SOME_DEVICE, "oif": _NO_DEVICE}),
+    Hook.FORWARD: Constraint({"iif": _SOME_DEVICE, "oif": _SOME_DEVICE}),
+    Hook.OUTPUT: Constraint({"iif": _NO_DEVICE, "oif": _SOME_DEVICE}),
+    Hook.POSTROUTING: Constraint({"oif": _SOME_DEVICE}),
+}
+
+
 def _with_hook_devices(hook: Hook, flows: list[Flow]) -> list[Flow]:
-    """Only forwarded packets have both devices; input has no oif, output no iif."""
-    some = NameSet.all_but(NO_DEVICE)
-    none = NameSet.of(NO_DEVICE)
-    devices = {
-        Hook.PREROUTING: {"iif": some, "oif": none},
-        Hook.INPUT: {"iif": some, "oif": none},
-        Hook.FORWARD: {"iif": some, "oif": some},
-        Hook.OUTPUT: {"iif": none, "oif": some},
-        Hook.POSTROUTING: {"oif": some},
-    }[hook]
-    constraint = Constraint(devices)
+    constraint = _HOOK_DEVICES[hook]
     return [flow.narrowed(c) for flow in flows if (c := flow.cube.intersect(constraint))]
+
+
+@cache
+def _seen_by(family: str, chain_type: str | None) -> Constraint:
+    """The packets a base chain of this table family and type sees."""
+    values: dict[str, Any] = {"family": _FAMILY_OF_TABLE[family]}
+    if chain_type == "nat":
+        # Later packets of a connection follow the conntrack entry, not the nat chain.
+        values["ct"] = frozenset({"new"})
+    return Constraint(values)
 
 
 def _applicable(chain: Chain, flow: Flow) -> tuple[list[Flow], list[Flow]]:
     """Split a flow into the part this base chain sees and the part it never sees."""
-    families = _FAMILY_OF_TABLE[chain.family]
-    values: dict[str, Any] = {"family": families}
-    if chain.type == "nat":
-        # Later packets of a connection follow the conntrack entry, not the nat chain.
-        values["ct"] = frozenset({"new"})
-    seen = Constraint(values)
+    seen = _seen_by(chain.family, chain.type)
     inside = flow.cube.intersect(seen)
     outside = flow.cube.subtract(seen)
     return ([flow.narrowed(inside)] if inside else []), [flow.narrowed(c) for c in outside]

@@ -182,6 +182,11 @@ class HostModel:
         ]
         return self.addresses | LOOPBACK | AddressSet.of(*extra)
 
+    @cached_property
+    def answering_addresses(self) -> AddressSet:
+        """The local addresses other hosts can send to: every one but loopback."""
+        return self.local_addresses - LOOPBACK
+
     def attachment_on(self, segment: str) -> Attachment | None:
         return next((a for a in self.attachments if a.segment == segment), None)
 

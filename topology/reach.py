@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 
 from netaddr import IPAddress, IPSet
 
@@ -602,7 +603,7 @@ def inbound(
     origin = (
         AddressSet.coerce(sources) if sources is not None else topology.segment_addresses(segment)
     )
-    own = model.local_addresses - LOOPBACK
+    own = model.answering_addresses
     start = _default_space(space).where(
         ct=frozenset({"new"}), saddr=origin - model.addresses, daddr=own
     )
@@ -627,7 +628,7 @@ class ListenerExposure:
 def listener_addresses(model: HostModel, listener: Listener) -> AddressSet:
     """The local addresses a socket bound to ``listener.address`` answers on (not loopback)."""
     bound = listener.address.strip("[]").split("%")[0]
-    own = model.local_addresses - LOOPBACK
+    own = model.answering_addresses
     if bound in ("0.0.0.0",):
         return own & V4_ALL
     if bound in ("::", "*", ""):
@@ -669,12 +670,17 @@ def _listener_exposure(topology: Topology, host: str) -> list[ListenerExposure] 
         if not addresses:
             continue
         number = 6 if listener.proto == "tcp" else 17
-        space = PacketSpace.new_connections(protocols=protos(number), dports=ports(listener.port))
-        space = space.where(daddr=addresses)
+        space = _new_connections_to(number, listener.port).where(daddr=addresses)
         for att in model.attachments:
             result = inbound(topology, host, att.segment, space)
             exposures.append(ListenerExposure(listener, att.segment, result))
     return exposures
+
+
+@lru_cache(maxsize=1024)
+def _new_connections_to(protocol: int, port: int) -> PacketSpace:
+    # The same few services listen on every host of an organisation: made once each.
+    return PacketSpace.new_connections(protocols=protos(protocol), dports=ports(port))
 
 
 def describe_destinations(result: ReachResult) -> str:

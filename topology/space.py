@@ -170,6 +170,9 @@ class Cube:
         for name, value in constraint.values.items():
             mine = getattr(self, name)
             met = mine & value
+            if met is mine:
+                # Unchanged (the set types return themselves then): the usual case.
+                continue
             if _is_empty(met):
                 return None
             if not _same(mine, met):
