@@ -28,6 +28,7 @@ from auditor.results import write_findings, write_text_atomically
 from auditor.scope import ScopeGuard
 from policies.context import AuditContext
 from policies.registry import evaluate_all
+from policies.snapshot import OBSERVATIONS_FILE, write_observations
 from probes.host_collector import collect_inventory
 from probes.windows import collect_windows_inventory
 from topology.graph import Topology
@@ -205,6 +206,8 @@ def _run_phases(
         ctx.topology = _build_topology(ctx)
     with phases.phase("judge", "controls"):
         result.findings = evaluate_all(ctx)
+        # After judging, so that failing to write it (a full disk) never costs the findings.
+        write_observations(phases.result.run_dir / OBSERVATIONS_FILE, ctx)
 
 
 def write_facts(path: Path, ctx: AuditContext) -> None:
