@@ -17,13 +17,14 @@ from typing import Any
 
 import pytest
 
+from auditor.inventory import load_inventory
 from auditor.lab.runtime import LabState
-from auditor.lab.scenario import load_scenario
 from auditor.verify import verify_run
+from policies.registry import evaluate_all
+from policies.snapshot import OBSERVATIONS_FILE, read_observations, restore_context
+from tests.lab_scenarios import SCENARIOS, expected_failures, verdicts_of
 
 AUDITOR = [sys.executable, "-m", "auditor"]
-SCENARIO_DIR = Path(__file__).parents[2] / "lab" / "scenarios"
-SCENARIOS = sorted(p.parent.name for p in SCENARIO_DIR.glob("*/scenario.yaml"))
 
 
 @dataclass
@@ -71,16 +72,11 @@ def test_audit_fails_exactly_the_expected_pairs(
     scenario: str, lab: LabState, tmp_root: Path
 ) -> None:
     run = audit_of(lab, tmp_root)
-    expected = {(c, s) for c, s in load_scenario(scenario).expect_fail}
-    failed = {(f["control"], f["subject"]) for f in run.findings if f["status"] == "fail"}
-    undecided = {
-        (f["control"], f["subject"]): f.get("reason") or f["summary"]
-        for f in run.findings
-        if f["status"] == "inconclusive"
-    }
-    assert undecided == {}, f"inconclusive findings in {scenario}"
-    assert failed == expected
-    assert {f["status"] for f in run.findings} <= {"pass", "fail", "not-applicable"}
+    expected = expected_failures(scenario)
+    verdicts = verdicts_of(run.findings)
+    assert verdicts.undecided == {}, f"inconclusive findings in {scenario}"
+    assert verdicts.failed == expected
+    assert verdicts.statuses <= {"pass", "fail", "not-applicable"}
     assert run.exit_code == (1 if expected else 0), run.stderr[-2000:]
 
 
@@ -100,6 +96,20 @@ def test_every_finding_rests_on_stored_evidence_and_the_run_verifies(
         for ref in finding["evidence"]:
             digest = ref.removeprefix("sha256:")
             assert (objects / digest[:2] / digest).is_file(), ref
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("scenario", _params())
+def test_the_stored_observations_judge_again_to_the_same_findings(
+    scenario: str, lab: LabState, tmp_root: Path
+) -> None:
+    """observations.json holds everything the checks read but the model, which is rebuilt:
+    re-judging the run offline must give back exactly its findings."""
+    run = audit_of(lab, tmp_root)
+    observations = read_observations(run.out / OBSERVATIONS_FILE)
+    ctx = restore_context(load_inventory(lab.inventory_path), observations)
+    again = [f.model_dump(mode="json") for f in evaluate_all(ctx)]
+    assert again == run.findings
 
 
 @pytest.mark.lab
