@@ -49,6 +49,7 @@ from auditor.verify import (
     BUNDLE_SIGNATURE,
     verify_run,
 )
+from policies.snapshot import OBSERVATIONS_FILE
 
 #: Zip entries carry this time, not the packing time, so that packing is reproducible.
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -62,6 +63,7 @@ RUN_FILES = (
     FINDINGS_FILE,
     INVENTORY_COPY,
     FACTS_FILE,
+    OBSERVATIONS_FILE,
     INDEX_FILE,
     MANIFEST_FILE,
 )

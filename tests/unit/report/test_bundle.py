@@ -27,6 +27,7 @@ from auditor.verify import (
     verify_path,
 )
 from auditor.verify_cli import register as register_verify
+from policies.snapshot import OBSERVATIONS_FILE, Observations, to_json
 
 
 @pytest.fixture
@@ -36,6 +37,8 @@ def key(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def bundle(failing_run: Path, key: Path, tmp_path: Path) -> Path:
+    # What the audit leaves for re-judging: bundled and hashed like every other run file.
+    (failing_run / OBSERVATIONS_FILE).write_text(to_json(Observations()) + "\n", encoding="utf-8")
     return create_bundle(failing_run, tmp_path / "out" / "bundle.zip", key).path
 
 
@@ -76,6 +79,7 @@ def test_a_fresh_bundle_verifies_with_its_trusted_key(bundle: Path, key: Path) -
         "findings.junit.xml",
         "inventory.yaml",
         "facts.json",
+        OBSERVATIONS_FILE,
         INDEX_FILE,
         "evidence/manifest.json",
         BUNDLE_MANIFEST,
