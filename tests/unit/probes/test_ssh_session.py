@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import select
+import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ssh_fixtures import (
@@ -29,6 +32,8 @@ pytestmark = needs_sshd
 __all__ = ["silent_server", "sshd"]  # fixtures used by name
 
 HANG = "echo started; sleep 31.7"
+#: Closes both output streams (the server sends EOF) a second before it exits.
+QUIET_THEN_EXIT = "echo done; exec >&- 2>&-; sleep 1; exit 3"
 ALLOWED = AllowList(
     [
         "cat /etc/machine-id",
@@ -36,6 +41,7 @@ ALLOWED = AllowList(
         "cat /nonexistent-file",
         HANG,
         "head -c 100000 /dev/zero",
+        QUIET_THEN_EXIT,
     ]
 )
 
@@ -141,6 +147,42 @@ def test_hung_command_is_stopped_at_its_timeout_with_output_kept(sshd: Sshd) -> 
     assert 1.4 < elapsed < 4
     # The remote command was really ended, not just abandoned.
     assert eventually(lambda: not process_running("sleep 31.7"), within=5)
+
+
+def test_the_connection_sends_without_nagle_delay(sshd: Sshd) -> None:
+    # Without TCP_NODELAY each command's first packet waits for the server's delayed ACK.
+    with session(sshd) as audit:
+        transport = audit._transport
+        assert transport is not None
+        sock = transport.sock
+        assert isinstance(sock, socket.socket)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        assert audit.run("id -un").succeeded
+
+
+def test_waiting_for_the_exit_status_after_eof_does_not_spin(
+    sshd: Sshd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After EOF paramiko's channel stays select-readable for good; a loop that selected on it
+    # would spin (thousands of calls a second) until the exit status came.
+    selects = 0
+    real_select = select.select
+
+    def counted(*args: Any) -> Any:
+        nonlocal selects
+        selects += 1
+        return real_select(*args)
+
+    monkeypatch.setattr(select, "select", counted)
+    with session(sshd) as audit:
+        began = time.monotonic()
+        result = audit.run(QUIET_THEN_EXIT)
+        elapsed = time.monotonic() - began
+    assert result.end is CommandEnd.EXITED
+    assert result.exit_status == 3
+    assert result.stdout == b"done\n"
+    assert 0.9 < elapsed < 3
+    assert selects < 40
 
 
 def test_output_beyond_the_bound_is_cut_with_a_marker(sshd: Sshd) -> None:
