@@ -18,6 +18,9 @@ So after a ``kill -9`` (or a power cut) every committed row has its complete obj
 only possible debris is an object whose row was never committed. The index records such an
 add as *pending* before the object is written, which lets the verifier tell an interrupted add
 from an object planted afterwards.
+
+Concurrency: the index and the chain are written by one thread at a time (a lock), but the
+object files, the slow part (two fsyncs each), are written outside it, by each adding thread.
 """
 
 from __future__ import annotations
@@ -339,6 +342,11 @@ class EvidenceStore:
         self._closed = False
         # Re-entrant: close() reads the records while holding it, so no add slips in between.
         self._lock = threading.RLock()
+        # Adds that marked their pending row and have not finished: close() waits for them,
+        # so an accepted add completes (its object is not written after the manifest).
+        self._adds_in_flight = 0
+        self._no_add_in_flight = threading.Condition(self._lock)
+        self._closing = False
         last = conn.execute("SELECT seq, chain FROM artifacts ORDER BY seq DESC LIMIT 1").fetchone()
         self._next_seq = 1 if last is None else int(last[0]) + 1
         self._head = genesis(self.run_id) if last is None else str(last[1])
@@ -432,33 +440,51 @@ class EvidenceStore:
         for kind, count in command_counts.items():
             counts[kind] = counts.get(kind, 0) + count
         stored = redaction.content
-        sha = hashlib.sha256(stored).hexdigest()
-        with self._lock:
-            self._require_writable()
-            record = ArtifactRecord(
-                seq=self._next_seq,
-                sha256=sha,
-                size=len(stored),
-                host=host,
-                probe=probe,
-                command=safe_command,
-                tool_version=tool_version,
-                exit_status=exit_status,
-                media_type=media_type,
-                started=started_iso,
-                finished=finished_iso,
-                redactions=counts,
-                redaction_applied=is_redactable(media_type),
-            )
-            record = _with_chain(record, self._head)
-            self._append(record, stored, described)
-            self._head = record.chain
-            self._next_seq += 1
+        # seq and chain are placeholders until the row is appended under the lock.
+        unchained = ArtifactRecord(
+            seq=0,
+            sha256=hashlib.sha256(stored).hexdigest(),
+            size=len(stored),
+            host=host,
+            probe=probe,
+            command=safe_command,
+            tool_version=tool_version,
+            exit_status=exit_status,
+            media_type=media_type,
+            started=started_iso,
+            finished=finished_iso,
+            redactions=counts,
+            redaction_applied=is_redactable(media_type),
+        )
+        pending_id = self._begin_add(unchained.sha256, described)
+        try:
+            created = self._store_object(unchained.sha256, stored, described)
+            with self._lock:
+                record = self._append(unchained, pending_id, created, described)
+        finally:
+            self._end_add()
         return record.ref
 
-    def _append(self, record: ArtifactRecord, stored: bytes, described: str) -> None:
-        pending_id = self._mark_pending(record.sha256, described)
-        created = self._store_object(record.sha256, stored, described)
+    def _begin_add(self, sha: str, described: str) -> int:
+        """Mark the add pending (before its object exists, see the crash guarantee)."""
+        with self._lock:
+            self._require_writable()
+            if self._closing:
+                raise EvidenceError("the evidence store is closed")
+            pending_id = self._mark_pending(sha, described)
+            self._adds_in_flight += 1
+            return pending_id
+
+    def _end_add(self) -> None:
+        with self._lock:
+            self._adds_in_flight -= 1
+            self._no_add_in_flight.notify_all()
+
+    def _append(
+        self, unchained: ArtifactRecord, pending_id: int, created: bool, described: str
+    ) -> ArtifactRecord:
+        """Give the row its place in the chain and commit it; the caller holds the lock."""
+        record = _with_chain(dataclasses.replace(unchained, seq=self._next_seq), self._head)
         try:
             with _transaction(self._conn):
                 self._conn.execute(
@@ -467,12 +493,32 @@ class EvidenceStore:
                 )
                 self._conn.execute("DELETE FROM pending WHERE id = ?", (pending_id,))
         except sqlite3.Error as exc:
-            # The row is not committed: take back an object only this add created, so that
-            # no object lies around unreferenced when the disk has room for the removal.
             if created:
-                with contextlib.suppress(OSError):
-                    (self._run_dir / object_path(record.sha256)).unlink()
+                self._take_back_object(record.sha256, pending_id)
             raise EvidenceWriteError(described, exc) from exc
+        self._head = record.chain
+        self._next_seq += 1
+        return record
+
+    def _take_back_object(self, sha: str, pending_id: int) -> None:
+        """Remove an object whose row could not be committed, so that no object lies around
+        unreferenced when the disk has room for the removal; the caller holds the lock.
+
+        Another add of the same content may rely on the object: it commits its pending row
+        before it looks for the object, so a committed row or another pending row of this
+        hash keeps it. When the index cannot even be read, the object stays (debris is
+        allowed; a row without its object never is)."""
+        try:
+            relied_on = self._conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM artifacts WHERE sha256 = ?)"
+                " OR EXISTS (SELECT 1 FROM pending WHERE sha256 = ? AND id != ?)",
+                (sha, sha, pending_id),
+            ).fetchone()[0]
+        except sqlite3.Error:
+            return
+        if not relied_on:
+            with contextlib.suppress(OSError):
+                (self._run_dir / object_path(sha)).unlink()
 
     def _mark_pending(self, sha: str, described: str) -> int:
         try:
@@ -484,9 +530,18 @@ class EvidenceStore:
         return cursor.lastrowid
 
     def _store_object(self, sha: str, stored: bytes, described: str) -> bool:
-        """Write the object unless an identical one is there; True when this call created it."""
+        """Write the object unless an identical one is there; True when this call created it.
+
+        Runs outside the lock: two adds of equal content may both write it, and the second
+        rename replaces the file with the same bytes."""
         target = self._run_dir / object_path(sha)
         if target.exists():
+            # Another add may have renamed it into place and not yet synced the folder: sync
+            # it here too, so that this add's row never outlives the object in a power cut.
+            try:
+                _fsync_dir(target.parent)
+            except OSError as exc:
+                raise EvidenceWriteError(described, exc) from exc
             return False
         try:
             write_atomically(target, stored, self._run_dir / TMP_DIR)
@@ -537,6 +592,9 @@ class EvidenceStore:
         with self._lock:
             if self._closed:
                 return
+            self._closing = True
+            while self._adds_in_flight:
+                self._no_add_in_flight.wait()
             if self._writable:
                 self._finish(self.manifest())
             self._closed = True

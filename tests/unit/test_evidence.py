@@ -267,6 +267,74 @@ def test_an_index_write_failure_takes_back_the_new_object(
     assert report.intact, report.problems
 
 
+def test_a_failed_add_keeps_an_object_another_add_of_equal_content_relies_on(
+    store: EvidenceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Objects are written outside the lock: while this add fails, another add of the same
+    # bytes may have marked itself pending and found the object in place, so it must stay.
+    content = b"same bytes, two hosts\n"
+    sha = hashlib.sha256(content).hexdigest()
+    original_store, original_row = store._store_object, evidence._row_of
+
+    def another_add_arrives(sha: str, stored: bytes, described: str) -> bool:
+        created = original_store(sha, stored, described)
+        store._mark_pending(sha, "the other add")
+        return created
+
+    def wrong_type(record: evidence.ArtifactRecord) -> tuple[Any, ...]:
+        row = list(original_row(record))
+        row[2] = "not a size"
+        return tuple(row)
+
+    monkeypatch.setattr(store, "_store_object", another_add_arrives)
+    monkeypatch.setattr(evidence, "_row_of", wrong_type)
+    with pytest.raises(EvidenceWriteError) as caught:
+        add(store, content)
+    monkeypatch.undo()
+
+    assert isinstance(caught.value.cause, sqlite3.Error)
+
+    assert (store.run_dir / object_path(sha)).exists()
+    ref = add(store, content, host="other-host")
+    assert store.read(ref) == content
+    store.close()
+    report = verify_run(store.run_dir)
+    assert report.intact, report.problems
+
+
+def test_close_waits_for_an_add_writing_its_object(
+    store: EvidenceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writing, may_finish = threading.Event(), threading.Event()
+    original = store._store_object
+
+    def slow_store_object(sha: str, stored: bytes, described: str) -> bool:
+        writing.set()
+        may_finish.wait(5)
+        return original(sha, stored, described)
+
+    monkeypatch.setattr(store, "_store_object", slow_store_object)
+    refs: list[str] = []
+    adder = threading.Thread(target=lambda: refs.append(add(store, b"in flight\n")))
+    adder.start()
+    assert writing.wait(5)
+    closer = threading.Thread(target=store.close)
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive()  # the accepted add is not cut off by the manifest
+    with pytest.raises(EvidenceError, match="closed"):
+        add(store, b"too late\n")
+    may_finish.set()
+    adder.join(5)
+    closer.join(5)
+
+    assert not closer.is_alive()
+    manifest = json.loads((store.run_dir / MANIFEST_FILE).read_text())
+    assert [a["ref"] for a in manifest["artifacts"]] == refs
+    report = verify_run(store.run_dir)
+    assert report.intact, report.problems
+
+
 def test_concurrent_adds_get_distinct_contiguous_sequence_numbers(store: EvidenceStore) -> None:
     refs: list[str] = []
     lock = threading.Lock()
