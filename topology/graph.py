@@ -13,9 +13,11 @@ with rules beyond the three defaults gets a note saying so).
 
 from __future__ import annotations
 
+import gc
 import hashlib
-import json
-from collections.abc import Iterable, Mapping
+import pickle
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any, Literal
@@ -175,10 +177,10 @@ class HostModel:
     def local_addresses(self) -> AddressSet:
         """Every destination the host delivers locally: its addresses and loopback."""
         extra = [
-            a.address
+            parsed
             for i in self.interfaces.values()
             for a in i.addresses
-            if _parse_ip(a.address) is not None
+            if (parsed := _parse_ip(a.address)) is not None
         ]
         return self.addresses | LOOPBACK | AddressSet.of(*extra)
 
@@ -213,7 +215,7 @@ class HostModel:
 
 def _parse_ip(text: str) -> IPAddress | None:
     try:
-        return IPAddress(text)
+        return _address(text)
     except (AddrFormatError, ValueError):
         return None
 
@@ -255,14 +257,15 @@ class Topology:
 
     @classmethod
     def build(cls, inventory: Inventory, facts: Mapping[str, HostFacts]) -> Topology:
-        segments = _inventory_segments(inventory)
-        hosts: dict[str, HostModel] = {}
-        firewalls = FirewallCache()
-        for name, definition in inventory.hosts.items():
-            hosts[name] = _host_model(
-                name, definition, facts.get(name), inventory, segments, firewalls=firewalls
-            )
-        return cls(segments, hosts)
+        with collector_paused():
+            segments = _inventory_segments(inventory)
+            hosts: dict[str, HostModel] = {}
+            firewalls = FirewallCache()
+            for name, definition in inventory.hosts.items():
+                hosts[name] = _host_model(
+                    name, definition, facts.get(name), inventory, segments, firewalls=firewalls
+                )
+            return cls(segments, hosts)
 
     def owner_of(self, segment: str, address: IPAddress) -> str | None:
         return self._owners.get(segment, {}).get((address.version, int(address)))
@@ -372,17 +375,41 @@ def _host_model(
     )
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused for a while (and resumed even on error).
+
+    Building a topology allocates hundreds of thousands of objects that live as long as it
+    (compiled rules, host models), none of them in reference cycles. Every so many
+    allocations the collector walks them all again, with the collected facts of every host
+    besides, and finds nothing to free: on a large organisation that was a quarter of the
+    build. Reference counting still frees everything else as usual meanwhile.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 class FirewallCache:
     """Compiled firewalls by the content of their rule set: hosts with the same ``nft -j``
     document (every terminal of a site, typically) share one compiled, immutable Firewall,
-    and with it whatever the Firewall memoises."""
+    and with it whatever the Firewall memoises.
+
+    The key is a digest of the document's pickle (only ever written here, never loaded),
+    which takes a third of the time of its JSON text. Equal pickles are equal documents, key
+    order included; equal documents pickle alike when built alike (one JSON text parsed each
+    time), and otherwise at worst miss the cache and are compiled once more.
+    """
 
     def __init__(self) -> None:
         self._compiled: dict[bytes, Firewall] = {}
 
     def get(self, document: Mapping[str, Any]) -> Firewall:
-        # Key order kept as collected: equal documents as nft prints them are equal strings.
-        key = hashlib.sha256(json.dumps(document, separators=(",", ":")).encode()).digest()
+        key = hashlib.sha256(pickle.dumps(document, protocol=5)).digest()
         firewall = self._compiled.get(key)
         if firewall is None:
             firewall = self._compiled[key] = Firewall.from_nft_json(document)
