@@ -337,7 +337,9 @@ class Firewall:
                     if hit is None:
                         not_matched.append(flow)
                         continue
-                    sure, never = [hit], flow.cube.subtract(only)
+                    # All of the flow matching (the cube itself back) leaves nothing outside.
+                    never = [] if hit is flow.cube else flow.cube.subtract(only)
+                    sure = [hit]
                     maybe: list[Cube] = []
                 else:
                     sure, maybe, never = arm.condition.split([flow.cube])
@@ -434,7 +436,7 @@ def _applicable(chain: Chain, flow: Flow) -> tuple[list[Flow], list[Flow]]:
     """Split a flow into the part this base chain sees and the part it never sees."""
     seen = _seen_by(chain.family, chain.type)
     inside = flow.cube.intersect(seen)
-    outside = flow.cube.subtract(seen)
+    outside = [] if inside is flow.cube else flow.cube.subtract(seen)
     return ([flow.narrowed(inside)] if inside else []), [flow.narrowed(c) for c in outside]
 
 

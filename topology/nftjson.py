@@ -83,6 +83,11 @@ class Condition:
 
     def single_term(self) -> Constraint | None:
         """The one constraint of an exact condition of one term (most rules), else None."""
+        return self._single_term
+
+    @cached_property
+    def _single_term(self) -> Constraint | None:
+        # Asked at every rule the firewall walk passes: worked out once per condition.
         return self.sure[0] if self.exact and len(self.sure) == 1 else None
 
     def split(self, cubes: Iterable[Cube]) -> tuple[list[Cube], list[Cube], list[Cube]]:
