@@ -20,7 +20,9 @@ add as *pending* before the object is written, which lets the verifier tell an i
 from an object planted afterwards.
 
 Concurrency: the index and the chain are written by one thread at a time (a lock), but the
-object files, the slow part (two fsyncs each), are written outside it, by each adding thread.
+object files (two fsyncs each) are written outside it, by each adding thread; and the index
+writes that threads queue while one commits are committed together (group commit), so one
+fsync of the index serves many adds.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
@@ -325,6 +327,25 @@ def auditor_version() -> str:
 # -- the store ------------------------------------------------------------------------------
 
 
+@dataclass(eq=False)
+class _IndexStep:
+    """One add's write to the index (its pending mark, or its row), waiting to be committed in
+    one transaction with the steps other threads queued meanwhile (group commit)."""
+
+    statements: Callable[[], Any]  #: run inside the batch's transaction; returns the result
+    result: Any = None
+    error: Exception | None = None
+    done: bool = False
+
+    def finish(self, result: Any = None, error: Exception | None = None) -> None:
+        self.result, self.error, self.done = result, error, True
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
 class EvidenceStore:
     """An append-only, hash-chained store of artifacts for one run (an ``EvidenceSink``).
 
@@ -347,6 +368,11 @@ class EvidenceStore:
         self._adds_in_flight = 0
         self._no_add_in_flight = threading.Condition(self._lock)
         self._closing = False
+        # Group commit: steps queued while one thread commits go together in its next
+        # transaction, one fsync for all instead of one each.
+        self._queued: list[_IndexStep] = []
+        self._queue_changed = threading.Condition(threading.Lock())
+        self._committing = False
         last = conn.execute("SELECT seq, chain FROM artifacts ORDER BY seq DESC LIMIT 1").fetchone()
         self._next_seq = 1 if last is None else int(last[0]) + 1
         self._head = genesis(self.run_id) if last is None else str(last[1])
@@ -456,24 +482,21 @@ class EvidenceStore:
             redactions=counts,
             redaction_applied=is_redactable(media_type),
         )
-        pending_id = self._begin_add(unchained.sha256, described)
+        self._begin_add()
         try:
+            pending_id = self._mark_pending(unchained.sha256, described)
             created = self._store_object(unchained.sha256, stored, described)
-            with self._lock:
-                record = self._append(unchained, pending_id, created, described)
+            record = self._append(unchained, pending_id, created, described)
         finally:
             self._end_add()
         return record.ref
 
-    def _begin_add(self, sha: str, described: str) -> int:
-        """Mark the add pending (before its object exists, see the crash guarantee)."""
+    def _begin_add(self) -> None:
         with self._lock:
             self._require_writable()
             if self._closing:
                 raise EvidenceError("the evidence store is closed")
-            pending_id = self._mark_pending(sha, described)
             self._adds_in_flight += 1
-            return pending_id
 
     def _end_add(self) -> None:
         with self._lock:
@@ -483,22 +506,81 @@ class EvidenceStore:
     def _append(
         self, unchained: ArtifactRecord, pending_id: int, created: bool, described: str
     ) -> ArtifactRecord:
-        """Give the row its place in the chain and commit it; the caller holds the lock."""
-        record = _with_chain(dataclasses.replace(unchained, seq=self._next_seq), self._head)
+        """Give the row its place in the chain and commit it (with the pending mark's removal)."""
+
+        def insert_row() -> ArtifactRecord:
+            record = _with_chain(dataclasses.replace(unchained, seq=self._next_seq), self._head)
+            self._conn.execute(
+                f"INSERT INTO artifacts ({_COLUMNS}) VALUES ({', '.join('?' * 14)})",
+                _row_of(record),
+            )
+            self._conn.execute("DELETE FROM pending WHERE id = ?", (pending_id,))
+            # Advanced before the commit; a batch that fails puts them back.
+            self._head, self._next_seq = record.chain, record.seq + 1
+            return record
+
         try:
-            with _transaction(self._conn):
-                self._conn.execute(
-                    f"INSERT INTO artifacts ({_COLUMNS}) VALUES ({', '.join('?' * 14)})",
-                    _row_of(record),
-                )
-                self._conn.execute("DELETE FROM pending WHERE id = ?", (pending_id,))
+            record: ArtifactRecord = self._commit_step(_IndexStep(insert_row))
         except sqlite3.Error as exc:
             if created:
-                self._take_back_object(record.sha256, pending_id)
+                with self._lock:
+                    self._take_back_object(unchained.sha256, pending_id)
             raise EvidenceWriteError(described, exc) from exc
-        self._head = record.chain
-        self._next_seq += 1
         return record
+
+    def _commit_step(self, step: _IndexStep) -> Any:
+        """Commit one step, batched with those other threads queue meanwhile; its result, or
+        its error raised."""
+        batch = self._join_or_lead(step)
+        if batch:
+            try:
+                self._commit_batch(batch)
+            finally:
+                for unfinished in (s for s in batch if not s.done):
+                    unfinished.finish(error=EvidenceError("the commit was interrupted"))
+                self._hand_over()
+        return step.outcome()
+
+    def _join_or_lead(self, step: _IndexStep) -> list[_IndexStep]:
+        """Queue the step. Return the batch to commit when this thread is to commit it, or []
+        once another thread has committed it."""
+        with self._queue_changed:
+            self._queued.append(step)
+            while self._committing and not step.done:
+                self._queue_changed.wait()
+            if step.done:
+                return []
+            self._committing = True
+            batch, self._queued = self._queued, []
+            return batch
+
+    def _hand_over(self) -> None:
+        with self._queue_changed:
+            self._committing = False
+            self._queue_changed.notify_all()
+
+    def _commit_batch(self, batch: list[_IndexStep]) -> None:
+        """All steps in one transaction; when that fails, each alone, so that one bad step
+        fails its own add only. Every step ends finished, with a result or an error."""
+        with self._lock:
+            if len(batch) > 1 and self._commit_together(batch):
+                return
+            for step in batch:
+                self._commit_together([step])
+
+    def _commit_together(self, batch: list[_IndexStep]) -> bool:
+        head, next_seq = self._head, self._next_seq
+        try:
+            with _transaction(self._conn):
+                results = [step.statements() for step in batch]
+        except Exception as exc:
+            self._head, self._next_seq = head, next_seq
+            if len(batch) == 1:
+                batch[0].finish(error=exc)
+            return False
+        for step, result in zip(batch, results, strict=True):
+            step.finish(result)
+        return True
 
     def _take_back_object(self, sha: str, pending_id: int) -> None:
         """Remove an object whose row could not be committed, so that no object lies around
@@ -521,13 +603,18 @@ class EvidenceStore:
                 (self._run_dir / object_path(sha)).unlink()
 
     def _mark_pending(self, sha: str, described: str) -> int:
+        """Commit the add's pending row (before its object exists, see the crash guarantee)."""
+
+        def insert_pending() -> int:
+            cursor = self._conn.execute("INSERT INTO pending (sha256) VALUES (?)", (sha,))
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
         try:
-            with _transaction(self._conn):
-                cursor = self._conn.execute("INSERT INTO pending (sha256) VALUES (?)", (sha,))
+            pending_id: int = self._commit_step(_IndexStep(insert_pending))
         except sqlite3.Error as exc:
             raise EvidenceWriteError(described, exc) from exc
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        return pending_id
 
     def _store_object(self, sha: str, stored: bytes, described: str) -> bool:
         """Write the object unless an identical one is there; True when this call created it.

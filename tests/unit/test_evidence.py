@@ -8,6 +8,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -300,6 +301,59 @@ def test_a_failed_add_keeps_an_object_another_add_of_equal_content_relies_on(
     store.close()
     report = verify_run(store.run_dir)
     assert report.intact, report.problems
+
+
+def test_a_bad_step_in_a_group_commit_fails_its_own_add_only(store: EvidenceStore) -> None:
+    def pending(sha: str | None) -> evidence._IndexStep:
+        def insert() -> int | None:
+            sql = "INSERT INTO pending (sha256) VALUES (?)"
+            return store._conn.execute(sql, (sha,)).lastrowid
+
+        return evidence._IndexStep(insert)
+
+    batch = [pending("a" * 64), pending(None), pending("b" * 64)]  # NULL: NOT NULL refuses it
+    store._commit_batch(batch)
+
+    assert all(step.done for step in batch)
+    assert isinstance(batch[1].error, sqlite3.IntegrityError)
+    assert batch[0].error is None and batch[2].error is None
+    rows = store._conn.execute("SELECT id, sha256 FROM pending ORDER BY id").fetchall()
+    assert rows == [(batch[0].result, "a" * 64), (batch[2].result, "b" * 64)]
+
+
+def test_concurrent_adds_share_index_commits(
+    store: EvidenceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commits: list[int] = []
+    original = store._commit_together
+
+    def counted(batch: list[evidence._IndexStep]) -> bool:
+        commits.append(len(batch))
+        time.sleep(0.2)  # a slow disk: the other threads queue meanwhile
+        return original(batch)
+
+    monkeypatch.setattr(store, "_commit_together", counted)
+    # Every thread waits at the object write until all have marked their add pending, so the
+    # row steps queue up while one of them commits.
+    all_pending = threading.Barrier(6)
+    original_store = store._store_object
+
+    def in_step(sha: str, stored: bytes, described: str) -> bool:
+        all_pending.wait(5)
+        return original_store(sha, stored, described)
+
+    monkeypatch.setattr(store, "_store_object", in_step)
+    threads = [threading.Thread(target=add, args=(store, f"host {n}\n".encode())) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sum(commits) == 12  # a pending mark and a row for each add
+    assert len(commits) < 12
+    assert [r.seq for r in store.artifacts()] == list(range(1, 7))
+    store.close()
+    assert verify_run(store.run_dir).intact
 
 
 def test_close_waits_for_an_add_writing_its_object(
