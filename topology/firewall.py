@@ -183,6 +183,48 @@ class _Walk:
 
 _FAMILY_OF_TABLE = {"ip": frozenset({4}), "ip6": frozenset({6}), "inet": frozenset({4, 6})}
 
+#: A flow walking a chain, with a bit set for each rule of the chain it may match.
+_Marked = tuple[Flow, int]
+
+
+class _ChainIndex:
+    """Which rules of one chain packets of a given shape may match: a bit per rule.
+
+    A shape is every field of a cube but the addresses (protocol, ports, interfaces, ct
+    state, ...). A rule that no packet of a flow's shape can match passes the flow on
+    untouched, so the walk skips it for that flow with one bit test instead of an
+    intersection. Most flow/rule pairs are such: a narrow query (one listener: one
+    protocol, one port, one interface) meets mostly rules for other ports and interfaces,
+    and a split leaves pieces (another interface, another protocol) that the following rules
+    of their kind no longer concern. Shapes, unlike addresses, recur across the hosts that
+    share a rule set and across queries, so each is worked out once per chain.
+    """
+
+    def __init__(self, chain: Chain) -> None:
+        self._chain = chain
+        self._rules_by_shape: dict[tuple[object, ...], int] = {}
+
+    def marked(self, flows: list[Flow]) -> list[_Marked]:
+        return [(flow, self.rules_for(flow.cube)) for flow in flows]
+
+    def rules_for(self, cube: Cube) -> int:
+        key = cube.shape_key()
+        found = self._rules_by_shape.get(key)
+        if found is None:
+            found = self._rules_by_shape[key] = _rules_admitting(self._chain, cube.shape())
+        return found
+
+
+def _rules_admitting(chain: Chain, shape: Cube) -> int:
+    """Bit i set when some packet of ``shape`` may match rule i (any arm, sure or possible
+    term): a packet that a rule cannot match whatever its addresses, it cannot match."""
+    bits = 0
+    for i, rule in enumerate(chain.rules):
+        terms = [t for arm in rule.arms for t in (*arm.condition.sure, *arm.condition.possible)]
+        if any(shape.intersect(term) is not None for term in terms):
+            bits |= 1 << i
+    return bits
+
 
 class Firewall:
     """One host's compiled ruleset. ``Firewall.unknown()`` stands for a ruleset not collected."""
@@ -194,6 +236,7 @@ class Firewall:
         #: checks ask the same question of every host sharing it (default-deny, say).
         self._evaluated: dict[tuple[Hook, PacketSpace], list[Outcome]] = {}
         self._has_nat: dict[Hook, bool] = {}
+        self._indexes: dict[tuple[str, str, str], _ChainIndex] = {}
         if ruleset is not None:
             for chain in ruleset.chains.values():
                 if chain.is_base and chain.family in _FAMILY_OF_TABLE and chain.hook in set(Hook):
@@ -316,26 +359,48 @@ class Firewall:
         return walk.endings + [_Ending(f, verdict, policy) for f in walk.returned]
 
     def _run_chain(self, chain: Chain, flows: list[Flow], depth: int, walk: _Walk) -> None:
-        live = flows
-        for rule in chain.rules:
+        index = self._index_of(chain)
+        live = index.marked(flows)
+        for position, rule in enumerate(chain.rules):
             if not live:
                 return
-            live = self._apply_rule(rule, live, depth, walk)
-        walk.returned += live
+            live = self._apply_rule(rule, 1 << position, index, live, depth=depth, walk=walk)
+        walk.returned += [flow for flow, _ in live]
 
-    def _apply_rule(self, rule: Rule, flows: list[Flow], depth: int, walk: _Walk) -> list[Flow]:
-        going_on: list[Flow] = []
+    def _index_of(self, chain: Chain) -> _ChainIndex:
+        key = (chain.family, chain.table, chain.name)
+        index = self._indexes.get(key)
+        if index is None:
+            index = self._indexes[key] = _ChainIndex(chain)
+        return index
+
+    def _apply_rule(
+        self,
+        rule: Rule,
+        bit: int,
+        index: _ChainIndex,
+        flows: list[_Marked],
+        *,
+        depth: int,
+        walk: _Walk,
+    ) -> list[_Marked]:
+        going_on: list[_Marked] = []
         remaining = flows
         for arm in rule.arms:
-            not_matched: list[Flow] = []
+            not_matched: list[_Marked] = []
             only = arm.condition.single_term()
-            for flow in remaining:
+            for marked in remaining:
+                flow, may_match = marked
+                if not may_match & bit:
+                    # Not a rule for packets of this flow's shape: it goes on untouched.
+                    not_matched.append(marked)
+                    continue
                 if only is not None:
                     # Most rules are one exact term, and do not apply to most flows: one
                     # intersection decides it, and is the matched part when it does apply.
                     hit = flow.cube.intersect(only)
                     if hit is None:
-                        not_matched.append(flow)
+                        not_matched.append(marked)
                         continue
                     # All of the flow matching (the cube itself back) leaves nothing outside.
                     never = [] if hit is flow.cube else flow.cube.subtract(only)
@@ -345,17 +410,17 @@ class Firewall:
                     sure, maybe, never = arm.condition.split([flow.cube])
                 if not sure and not maybe:
                     # The usual case, the rule does not apply: ``never`` is the cube itself.
-                    not_matched.append(flow)
+                    not_matched.append(marked)
                     continue
-                not_matched += [flow.narrowed(c) for c in never]
+                not_matched += index.marked([flow.narrowed(c) for c in never])
                 unsure: list[Flow] = []
                 if maybe:
                     doubt = f"{rule.ref} may match: {'; '.join(rule.unknown) or 'unmodelled'}"
                     unsure = [flow.narrowed(c).doubtful(doubt) for c in maybe]
                 # Packets that may match take the arm and also go on, both as uncertain.
-                not_matched += unsure
+                not_matched += index.marked(unsure)
                 taken = [flow.narrowed(c) for c in sure] + unsure
-                going_on += self._take(rule, arm, taken, depth, walk)
+                going_on += index.marked(self._take(rule, arm, taken, depth, walk))
             remaining = not_matched
         return going_on + remaining
 

@@ -145,6 +145,26 @@ class Cube:
             or self.icmp_type.is_empty()
         )
 
+    def shape_key(self) -> tuple[object, ...]:
+        """Every field but the addresses, as plain values (hashed and compared in C)."""
+        return (
+            self.family,
+            self.proto.intervals,
+            self.sport.intervals,
+            self.dport.intervals,
+            self.iif.names,
+            self.iif.cofinite,
+            self.oif.names,
+            self.oif.cofinite,
+            self.ct,
+            self.icmp_type.intervals,
+        )
+
+    def shape(self) -> Cube:
+        """The same packets from and to any address of the family."""
+        universe = family_universe(self.version)
+        return self._with({"saddr": universe, "daddr": universe})
+
     def with_fields(self, **values: Any) -> Cube:
         return self._with(_addresses_in(values))
 
