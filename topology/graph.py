@@ -13,11 +13,9 @@ with rules beyond the three defaults gets a note saying so).
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import pickle
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any, Literal
@@ -257,15 +255,14 @@ class Topology:
 
     @classmethod
     def build(cls, inventory: Inventory, facts: Mapping[str, HostFacts]) -> Topology:
-        with collector_paused():
-            segments = _inventory_segments(inventory)
-            hosts: dict[str, HostModel] = {}
-            firewalls = FirewallCache()
-            for name, definition in inventory.hosts.items():
-                hosts[name] = _host_model(
-                    name, definition, facts.get(name), inventory, segments, firewalls=firewalls
-                )
-            return cls(segments, hosts)
+        segments = _inventory_segments(inventory)
+        hosts: dict[str, HostModel] = {}
+        firewalls = FirewallCache()
+        for name, definition in inventory.hosts.items():
+            hosts[name] = _host_model(
+                name, definition, facts.get(name), inventory, segments, firewalls=firewalls
+            )
+        return cls(segments, hosts)
 
     def owner_of(self, segment: str, address: IPAddress) -> str | None:
         return self._owners.get(segment, {}).get((address.version, int(address)))
@@ -373,25 +370,6 @@ def _host_model(
         listeners=facts.listeners,
         notes=_fact_notes(facts),
     )
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector paused for a while (and resumed even on error).
-
-    Building a topology allocates hundreds of thousands of objects that live as long as it
-    (compiled rules, host models), none of them in reference cycles. Every so many
-    allocations the collector walks them all again, with the collected facts of every host
-    besides, and finds nothing to free: on a large organisation that was a quarter of the
-    build. Reference counting still frees everything else as usual meanwhile.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 class FirewallCache:

@@ -15,6 +15,8 @@ A pass needs both.
 
 from __future__ import annotations
 
+from functools import cache
+
 from auditor.findings import Finding, Hop, Judgement, Status
 from auditor.inventory import HostDef
 from policies.checks.common import Outcome, judge_each
@@ -97,8 +99,10 @@ def model_side(ctx: AuditContext, host: str) -> Side:
     return Side(Judgement(status=Status.PASS, detail=detail), [], evidence)
 
 
+@cache
 def unsolicited_input(family: int) -> PacketSpace:
-    """New connections of any protocol arriving on any interface but loopback."""
+    """New connections of any protocol arriving on any interface but loopback (made once per
+    family: asked of every host, and an immutable value)."""
     return PacketSpace.new_connections(families=(family,)).where(iif=NameSet.all_but("lo"))
 
 
