@@ -626,17 +626,13 @@ class _RuleBuilder:
             raise UnsupportedError(f"map elements {render(elements)}")
         return [(_unwrap(k), v) for k, v in elements]
 
-    def build(self, raw: dict[str, Any]) -> Rule:
+    def build(self) -> _Compiled:
         arms = self.arms or [Arm(self.condition, Action.NONE)]
-        return Rule(
-            family=raw["family"],
-            table=raw["table"],
-            chain=raw["chain"],
-            handle=raw.get("handle"),
-            exprs=raw.get("expr", []),
-            arms=tuple(arms),
-            unknown=tuple(self.unknown),
-        )
+        return tuple(arms), tuple(self.unknown)
+
+
+#: What compiling a rule's expressions gives: its arms, and what could not be modelled.
+_Compiled = tuple[tuple[Arm, ...], tuple[str, ...]]
 
 
 def _is_map_element(element: Any) -> bool:
@@ -650,10 +646,46 @@ def _is_map_element(element: Any) -> bool:
 
 
 def compile_rule(raw: dict[str, Any], sets: Mapping[tuple[str, str, str], dict[str, Any]]) -> Rule:
-    builder = _RuleBuilder(_Context(raw["family"], raw["table"], sets))
-    for expr in raw.get("expr", []):
-        builder.feed(expr)
-    return builder.build(raw)
+    exprs = raw.get("expr", [])
+    key = _reuse_key(raw["family"], raw["table"], exprs)
+    compiled = _COMPILED.get(key) if key is not None else None
+    if compiled is None:
+        builder = _RuleBuilder(_Context(raw["family"], raw["table"], sets))
+        for expr in exprs:
+            builder.feed(expr)
+        compiled = builder.build()
+        if key is not None:
+            _remember(key, compiled)
+    arms, unknown = compiled
+    return Rule(raw["family"], raw["table"], raw["chain"], raw.get("handle"), exprs, arms, unknown)
+
+
+# The same rules recur in the rule sets of many hosts (a site's administration and logging
+# rules, the usual first rules of every chain) while the rule sets differ in a few: a rule's
+# compiled arms are kept by the text of its expressions, and reused (they are immutable).
+_COMPILED: dict[tuple[str, str, str], _Compiled] = {}
+_COMPILED_MAX = 1 << 16
+#: Longer texts (rules with large anonymous sets) are compiled each time, not kept as keys.
+_KEY_MAX = 4096
+
+
+def _reuse_key(family: str, table: str, exprs: list[Any]) -> tuple[str, str, str] | None:
+    """What compiling depends on, as text; None when that is more than the text.
+
+    ``repr`` keeps the types apart (a tuple is not a list, True is not 1), as the compiler
+    does. A rule naming a set (``@name``) depends on that set's elements in its own rule set:
+    such rules, and any rule with an "@" anywhere, are compiled each time.
+    """
+    text = repr(exprs)
+    if "@" in text or len(text) > _KEY_MAX:
+        return None
+    return family, table, text
+
+
+def _remember(key: tuple[str, str, str], compiled: _Compiled) -> None:
+    if len(_COMPILED) >= _COMPILED_MAX:
+        _COMPILED.clear()  # bounded; what recurs comes back at once
+    _COMPILED[key] = compiled
 
 
 _PRIORITY_NAMES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50}

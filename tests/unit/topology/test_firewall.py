@@ -268,3 +268,30 @@ def test_malformed_ranges_are_problems_not_crashes() -> None:
         fw = Firewall.from_nft_json(document)
         assert any("port" in p for p in fw.problems), bad
         assert fw.evaluate(Hook.INPUT, PacketSpace.connection_attempts())
+
+
+def test_equal_rules_share_their_compiled_arms_but_a_named_set_is_its_own_rule_sets() -> None:
+    """Compiled arms are reused by the text of a rule's expressions; a rule naming a set is
+    compiled with the elements of that set in its own rule set."""
+    first, second = ruleset("order"), ruleset("order")
+    first_rules = Firewall.from_nft_json(first).chains_on(Hook.INPUT)[0].rules
+    second_rules = Firewall.from_nft_json(second).chains_on(Hook.INPUT)[0].rules
+    assert all(a.arms is b.arms for a, b in zip(first_rules, second_rules, strict=True))
+
+    def with_admins(*addresses: str) -> Firewall:
+        document = ruleset("order")
+        table = next(o["table"] for o in document["nftables"] if "table" in o)
+        base = {"family": table["family"], "table": table["name"]}
+        admins = {**base, "name": "admins", "type": "ipv4_addr", "elem": list(addresses)}
+        rule = next(o["rule"] for o in document["nftables"] if "rule" in o)
+        source = {"payload": {"protocol": "ip", "field": "saddr"}}
+        rule["expr"] = [
+            {"match": {"op": "==", "left": source, "right": "@admins"}},
+            {"accept": None},
+        ]
+        document["nftables"].insert(1, {"set": admins})
+        return Firewall.from_nft_json(document)
+
+    # Port 101: no other rule of "order" accepts it, only the set decides.
+    assert verdict(with_admins(A), Hook.INPUT, tcp4(A, B, 101))[0] is ACCEPT
+    assert verdict(with_admins(B), Hook.INPUT, tcp4(A, B, 101)) == (DROP, "policy drop")
