@@ -105,6 +105,9 @@ class Flow:
     def narrowed(self, piece: Cube) -> Flow:
         if piece is self.cube:
             return self
+        if self.origin is self.cube and not self.translated:
+            # Nothing translated yet: the origin is the cube itself, and stays so.
+            return self._copy(cube=piece, origin=piece)
         before = self.cube
         # Only the fields the split changed (a new object) need mirroring onto the origin.
         shared = {
@@ -550,18 +553,16 @@ def _group(verdicts: list[tuple[Verdict, Flow]]) -> list[Outcome]:
     groups: dict[tuple[Any, ...], list[Flow]] = defaultdict(list)
     for verdict, f in verdicts:
         groups[(verdict, f.steps, f.certain, f.nat, f.reasons)].append(f)
-    return [
-        Outcome(
-            space=PacketSpace.of(f.cube for f in members),
-            origin=PacketSpace.of(f.origin for f in members),
-            verdict=verdict,
-            certain=certain,
-            steps=steps,
-            nat=nat,
-            reasons=reasons,
-        )
-        for (verdict, steps, certain, nat, reasons), members in groups.items()
-    ]
+    return [_outcome(key, members) for key, members in groups.items()]
+
+
+def _outcome(key: tuple[Any, ...], members: list[Flow]) -> Outcome:
+    verdict, steps, certain, nat, reasons = key
+    space = PacketSpace.of(f.cube for f in members)
+    # Untranslated packets are their own origin: one space, not two equal ones.
+    untranslated = all(f.origin is f.cube for f in members)
+    origin = space if untranslated else PacketSpace.of(f.origin for f in members)
+    return Outcome(space, origin, verdict, certain, steps, nat, reasons)
 
 
 def _union(spaces: Iterable[PacketSpace]) -> PacketSpace:

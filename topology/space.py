@@ -263,7 +263,7 @@ class PacketSpace:
 
     @classmethod
     def empty(cls) -> PacketSpace:
-        return cls(())
+        return _NOTHING
 
     @classmethod
     def everything(cls, families: Iterable[int] = (4, 6)) -> PacketSpace:
@@ -310,8 +310,12 @@ class PacketSpace:
     def families(self) -> set[int]:
         return {c.version for c in self.cubes}
 
+    # Spaces are immutable: where an operation changes nothing, the operand itself is the
+    # answer (results are kept by the thousand on a large organisation: no needless copies).
     def union(self, other: PacketSpace) -> PacketSpace:
-        return PacketSpace(self.cubes + other.cubes)
+        if not other.cubes:
+            return self
+        return other if not self.cubes else PacketSpace(self.cubes + other.cubes)
 
     def restrict(self, constraint: Constraint) -> PacketSpace:
         return PacketSpace.of(c for c in (cube.intersect(constraint) for cube in self) if c)
@@ -326,6 +330,8 @@ class PacketSpace:
         )
 
     def subtract(self, other: PacketSpace) -> PacketSpace:
+        if not other.cubes:
+            return self
         remaining = list(self.cubes)
         for cube in other:
             _, remaining = split(remaining, [cube.as_constraint()])
@@ -352,7 +358,7 @@ class PacketSpace:
     def simplified(self) -> PacketSpace:
         """Merge cubes that differ in one field only; fewer, more readable cubes."""
         cubes = list(self.cubes)
-        merged = True
+        merged, changed = True, False
         while merged and len(cubes) <= 256:
             merged = False
             for i in range(len(cubes)):
@@ -361,17 +367,20 @@ class PacketSpace:
                     if joined is not None:
                         cubes[i] = joined
                         del cubes[j]
-                        merged = True
+                        merged = changed = True
                         break
                 if merged:
                     break
-        return PacketSpace(tuple(cubes))
+        return PacketSpace(tuple(cubes)) if changed else self
 
     def describe(self) -> list[str]:
         seen: dict[str, None] = {}
         for cube in self.simplified():
             seen.setdefault(cube.describe())
         return list(seen)
+
+
+_NOTHING = PacketSpace(())
 
 
 def _join(a: Cube, b: Cube) -> Cube | None:
