@@ -13,11 +13,12 @@ order, the first matching rule deciding (``always`` records, ``never`` suppresse
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from fnmatch import fnmatchcase
 from pathlib import PurePosixPath
+from typing import TypeVar
 
 from policies.checks.criteria import Criterion, Line
 from probes.facts import HostFacts, Process
@@ -47,6 +48,8 @@ TTY_TYPES = {"TTY": 1319}
 LOGIN_SERVICES = ("sshd", "login")
 SWITCH_SERVICES = ("su", "su-l", "sudo", "sudo-i")
 MAX_INCLUDE_DEPTH = 16
+
+T = TypeVar("T")
 
 
 # -- sets of login uids -------------------------------------------------------------------------
@@ -385,24 +388,23 @@ def _kernel_state(facts: HostFacts, daemon_args: str) -> AuditState:
     return AuditState(True, "auditd runs and auditing is enabled", lines)
 
 
-def _status(facts: HostFacts) -> tuple[dict[str, tuple[int, str]] | None, str]:
-    text = facts.commands.get("auditctl-status")
+def _parsed(facts: HostFacts, name: str, parse: Callable[[str], T]) -> tuple[T | None, str]:
+    """The collected command ``name`` parsed, or None and why it is missing or unreadable."""
+    text = facts.commands.get(name)
     if text is None:
-        return None, facts.errors.get("commands:auditctl-status", "not collected")
+        return None, facts.errors.get(f"commands:{name}", "not collected")
     try:
-        return parse_auditctl_status(text), ""
+        return parse(text), ""
     except ParseError as exc:
         return None, f"parse-error: {exc}"
+
+
+def _status(facts: HostFacts) -> tuple[dict[str, tuple[int, str]] | None, str]:
+    return _parsed(facts, "auditctl-status", parse_auditctl_status)
 
 
 def _config(facts: HostFacts) -> tuple[AuditConfig | None, str]:
-    text = facts.commands.get("audit-config")
-    if text is None:
-        return None, facts.errors.get("commands:audit-config", "not collected")
-    try:
-        return parse_audit_config(text), ""
-    except ParseError as exc:
-        return None, f"parse-error: {exc}"
+    return _parsed(facts, "audit-config", parse_audit_config)
 
 
 def _rule_sources(facts: HostFacts, config: AuditConfig) -> tuple[list[RuleSource], str]:
