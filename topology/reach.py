@@ -90,10 +90,19 @@ class SegmentIndex:
     """
 
     def __init__(self, topology: Topology) -> None:
-        self._topology = topology
+        # Weakly: the index is the value of a weak-keyed dictionary whose key is this topology,
+        # and a value holding its key keeps it alive for ever (every topology a long-running
+        # watch ever built, with all its compiled rule sets).
+        self._topology_ref = weakref.ref(topology)
         self._nat: dict[str, list[str]] = {}
         self._forwarders: dict[str, list[str]] = {}
         self._any_dnat: bool | None = None
+
+    @property
+    def _topology(self) -> Topology:
+        topology = self._topology_ref()
+        assert topology is not None, "a segment index outlived its topology"
+        return topology
 
     def any_dnat(self) -> bool:
         """Does any host translate destinations (prerouting or output NAT)? Asked by every

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import lab_model as lab
 from netaddr import IPSet
 
@@ -191,3 +194,16 @@ def test_missing_facts_are_unknown_not_reachable_or_safe() -> None:
     assert reach_segment(topo, "recv-srv", "carrier-in").reachable is UNKNOWN
     listeners_missing = build(lab.send_srv())
     assert listener_exposure(listeners_missing, "send-srv") is None
+
+
+def test_a_topology_queried_is_freed_once_dropped() -> None:
+    """The per-topology memos are weakly keyed: a long-running watch must not keep every
+    topology it ever built (a memo's value holding its topology would)."""
+    listeners = [Listener(proto="tcp", address="0.0.0.0", port=22, process="sshd")]
+    topo = build(lab.recv_srv(routes=to_carrier_in_gateway()), lab.send_srv(listeners=listeners))
+    reach_segment(topo, "recv-srv", "carrier-in")
+    listener_exposure(topo, "send-srv")
+    alive = weakref.ref(topo)
+    del topo
+    gc.collect()
+    assert alive() is None
