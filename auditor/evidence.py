@@ -373,6 +373,8 @@ class EvidenceStore:
         self._queued: list[_IndexStep] = []
         self._queue_changed = threading.Condition(threading.Lock())
         self._committing = False
+        # Shard folders (objects/xx/) whose own entry in objects/ this store has synced.
+        self._durable_shards: set[str] = set()
         last = conn.execute("SELECT seq, chain FROM artifacts ORDER BY seq DESC LIMIT 1").fetchone()
         self._next_seq = 1 if last is None else int(last[0]) + 1
         self._head = genesis(self.run_id) if last is None else str(last[1])
@@ -591,6 +593,7 @@ class EvidenceStore:
         hash keeps it. When the index cannot even be read, the object stays (debris is
         allowed; a row without its object never is)."""
         try:
+            _roll_back_leftover(self._conn)  # its uncommitted row would seem to rely on it
             relied_on = self._conn.execute(
                 "SELECT EXISTS (SELECT 1 FROM artifacts WHERE sha256 = ?)"
                 " OR EXISTS (SELECT 1 FROM pending WHERE sha256 = ? AND id != ?)",
@@ -622,6 +625,10 @@ class EvidenceStore:
         Runs outside the lock: two adds of equal content may both write it, and the second
         rename replaces the file with the same bytes."""
         target = self._run_dir / object_path(sha)
+        try:
+            self._make_shard_durable(target.parent)
+        except OSError as exc:
+            raise EvidenceWriteError(described, exc) from exc
         if target.exists():
             # Another add may have renamed it into place and not yet synced the folder: sync
             # it here too, so that this add's row never outlives the object in a power cut.
@@ -635,6 +642,22 @@ class EvidenceStore:
         except OSError as exc:
             raise EvidenceWriteError(described, exc) from exc
         return True
+
+    def _make_shard_durable(self, shard: Path) -> None:
+        """Create the shard folder ``objects/xx/`` and sync ``objects/``, once per shard.
+
+        Syncing the folder an object is renamed into makes the object's entry durable, but
+        not the folder's own entry in ``objects/``: without this, a power cut could take a
+        new folder, and the object in it, away while the row naming the object survives.
+        Once per shard in this store, not only when this call's mkdir created the folder:
+        an add that finds the folder just made by another add cannot know that one has
+        synced ``objects/`` yet. Set operations are atomic; a race syncs it twice, harmlessly.
+        """
+        if shard.name in self._durable_shards:
+            return
+        shard.mkdir(exist_ok=True)
+        _fsync_dir(shard.parent)
+        self._durable_shards.add(shard.name)
 
     def _require_open(self) -> None:
         if self._closed:
@@ -650,6 +673,7 @@ class EvidenceStore:
         """Every artifact, in the order it was added."""
         with self._lock:
             self._require_open()
+            _roll_back_leftover(self._conn)
             return [record_from_row(row) for row in read_raw_rows(self._conn)]
 
     def read(self, ref: str) -> bytes:
@@ -657,6 +681,7 @@ class EvidenceStore:
         sha = parse_ref(ref)
         with self._lock:
             self._require_open()
+            _roll_back_leftover(self._conn)
             known = self._conn.execute(
                 "SELECT 1 FROM artifacts WHERE sha256 = ? LIMIT 1", (sha,)
             ).fetchone()
@@ -738,15 +763,42 @@ def _row_of(record: ArtifactRecord) -> tuple[Any, ...]:
 
 @contextlib.contextmanager
 def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """An explicit transaction (the connection runs in autocommit mode otherwise)."""
+    """An explicit transaction (the connection runs in autocommit mode otherwise). Whatever
+    fails, the COMMIT included, leaves the connection outside any transaction when it can."""
+    _roll_back_leftover(conn)
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
+        # Inside the try: a COMMIT that fails (disk full, I/O error, busy) may leave the
+        # transaction open, and the next BEGIN would then fail, or a later COMMIT carry
+        # statements whose add was already reported failed.
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        _roll_back(conn, exc)
         raise
-    conn.execute("COMMIT")
+
+
+def _roll_back(conn: sqlite3.Connection, cause: BaseException) -> None:
+    """Roll back after ``cause``, which stays the error raised: a failed ROLLBACK only adds a
+    note, and leaves the transaction to ``_roll_back_leftover``."""
+    try:
+        # SQLite rolls back by itself after some errors (a COMMIT refused for a full disk, in
+        # WAL mode); a ROLLBACK then would only fail with "no transaction is active".
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    except sqlite3.Error as failure:  # in_transaction too, on a connection already closed
+        cause.add_note(f"the ROLLBACK that followed failed too: {failure}")
+
+
+def _roll_back_leftover(conn: sqlite3.Connection) -> None:
+    """Roll back a transaction left open by a failed COMMIT whose ROLLBACK failed too.
+
+    Every write goes through ``_transaction`` under the store's lock, so an open transaction
+    here holds only statements whose adds were already reported failed (and whose chain head
+    was put back): rolling it back is what those adds promised. Reads call this too, so they
+    never see those rows. Raises when the ROLLBACK fails again."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 __all__ = [
