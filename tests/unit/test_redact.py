@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections import Counter
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -10,7 +11,27 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa, x25519
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditor.redact import is_redactable, marker, redact, redact_text
+from auditor.redact import (
+    _AUTH_HEADER,
+    _CRYPT_HASH,
+    _GRUB_HASH,
+    _KEY_VALUE,
+    _RULES,
+    _URL_PASSWORD,
+    _WG_CONFIG_LINE,
+    _XFRM_KEY,
+    Rule,
+    _key_value_kind,
+    _pattern_rule,
+    _redact_key_blocks,
+    _redact_wg_dump,
+    _value_substitution,
+    _wireguard_config_kind,
+    is_redactable,
+    marker,
+    redact,
+    redact_text,
+)
 
 
 def wg_key() -> str:
@@ -397,3 +418,80 @@ def test_any_planted_value_is_removed_entirely(key: str, value: str) -> None:
     assert redact_text(f"{key}={value}\n")[0] == f"{key}=[REDACTED:password]\n"
     assert redact_text(f"  {key}: {value}\n")[0] == f"  {key}: [REDACTED:password]\n"
     assert redact_text(f'{{"{key}": "{value}"}}')[0] == f'{{"{key}": [REDACTED:password]}}'
+
+
+# -- the line gate: the fast path must give exactly what the full search gives -------------
+
+GATE_FRAGMENTS = [
+    *FRAGMENTS,
+    "PASSWORD",
+    "PaSsWd",
+    "Psk",
+    "pwd",
+    "credentials",
+    "API-KEY",
+    "access_key",
+    "private.key",
+    "AUTHORIZATION: basic ",
+    "ftp://",
+    "0X",
+    "\taead rfc4106(gcm(aes)) ",
+    "privatekey = ",
+    # Unicode case folding: "ſ" matches "s" and "K" (Kelvin) matches "k" when case is
+    # ignored, yet neither lowers to ASCII; "İ" lowers to two characters.
+    "paſſword",
+    "api_Key",
+    "İ",
+    "ß",
+    # Line breaks of str.splitlines() that are not line breaks to a regular expression.
+    "\r",
+    "\x85",
+    "\u2028",
+]
+UNGATED_RULES: tuple[Rule, ...] = (
+    _redact_key_blocks,
+    _value_substitution(_WG_CONFIG_LINE, _wireguard_config_kind),
+    _redact_wg_dump,
+    _value_substitution(_XFRM_KEY, lambda _: "ipsec-key"),
+    _pattern_rule(_CRYPT_HASH, "password-hash"),
+    _pattern_rule(_GRUB_HASH, "password-hash"),
+    _value_substitution(_URL_PASSWORD, lambda _: "url-password"),
+    _value_substitution(_AUTH_HEADER, lambda _: "authorization"),
+    _value_substitution(_KEY_VALUE, _key_value_kind),
+)
+
+
+def _redact_without_gates(text: str) -> tuple[str, dict[str, int]]:
+    counts: Counter[str] = Counter()
+    for rule in UNGATED_RULES:
+        text = rule(text, counts)
+    return text, dict(sorted(counts.items()))
+
+
+def _one_pass(text: str) -> tuple[str, dict[str, int]]:
+    counts: Counter[str] = Counter()
+    for rule in _RULES:
+        text = rule(text, counts)
+    return text, dict(sorted(counts.items()))
+
+
+def test_the_rules_are_the_ungated_rules_in_the_same_order() -> None:
+    assert len(_RULES) == len(UNGATED_RULES)
+    sample = "PrivateKey = x\nhttps://u:p@h\nAuthorization: Bearer t\n\tenc cbc(aes) 0xab\n"
+    sample += "db_password=hunter2\nuser:$6$saltsalt$hashhash:1\n"
+    assert _one_pass(sample) == _redact_without_gates(sample)
+    assert _one_pass(sample)[1]["password"] == 1
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.sampled_from(GATE_FRAGMENTS), max_size=40).map("".join))
+def test_gated_rules_redact_exactly_what_the_full_search_does(text: str) -> None:
+    assert _one_pass(text) == _redact_without_gates(text)
+
+
+def test_a_non_ascii_key_that_matches_only_by_case_folding_is_still_redacted() -> None:
+    # The pattern ignores case the Unicode way: "ſ" stands for "s". Lowering the text would
+    # miss it; the gate must not.
+    text = "é\npaſſword=hunter2\n"
+    assert redact_text(text) == _redact_without_gates(text)
+    assert "hunter2" not in redact_text(text)[0]
