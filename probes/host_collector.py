@@ -458,8 +458,11 @@ class _HostRun:
                 ErrorReason.COMMAND_FAILED, f"{step.command!r}: output over the bound; cut"
             )
         if result.end is CommandEnd.LOST:
+            # Killed by a signal or cut off: no status to judge by, and what it printed may be
+            # partial, so the fact is not built from it (the output is kept as evidence).
             raise _StepError(
-                ErrorReason.COMMAND_FAILED, f"{step.command!r} ended without an exit status"
+                ErrorReason.COMMAND_FAILED,
+                f"{step.command!r} ended without an exit status: {result.lost_reason}",
             )
         if result.exit_status != 0:
             stderr = result.stderr_text().strip()

@@ -13,6 +13,9 @@ property is explicit here rather than a default of the library:
   own time limit, and a command that overruns is stopped (signal, then channel closed) with
   what it had written kept;
 - a command's output is bounded; beyond the bound it is cut with a visible marker;
+- a command ends EXITED only with an exit status the server sent; one killed by a signal, or
+  whose channel or connection closed without a status, ends LOST with why (never a made-up
+  status: paramiko reports -1 for all of these);
 - a command runs only if the session's allow-list permits that exact string; anything else is
   refused before a byte is sent;
 - the scope hook is asked about the address before any packet goes to it.
@@ -28,6 +31,7 @@ import select
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,7 +39,7 @@ from enum import StrEnum
 from types import TracebackType
 
 import paramiko
-from paramiko.common import cMSG_CHANNEL_REQUEST
+from paramiko.common import MSG_CHANNEL_REQUEST, cMSG_CHANNEL_REQUEST
 from paramiko.message import Message
 
 from auditor.inventory import SshAccess
@@ -47,6 +51,12 @@ DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024
 #: How often a running command is polled for data, exit or timeout.
 _POLL_SECONDS = 0.05
 _READ_CHUNK = 65536
+#: paramiko's ``Channel.exit_status`` until an "exit-status" request arrives. A received
+#: status is an unsigned 32-bit number, so it is never this value.
+_NO_EXIT_STATUS = -1
+#: Signal names as RFC 4254 6.10 writes them ("KILL", "TERM", "USR1@example.com"); anything
+#: else the server sends is not echoed into errors and evidence.
+_SIGNAL_NAME = re.compile(r"[A-Za-z0-9_.+@-]{1,64}")
 
 ScopeCheck = Callable[[str], None]
 
@@ -125,6 +135,9 @@ class CommandResult:
     exit_status: int | None  #: set when ``end`` is EXITED
     started: datetime
     finished: datetime
+    #: set when ``end`` is LOST: "killed by signal KILL", "closed without an exit status" or
+    #: "connection lost before an exit status"
+    lost_reason: str | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -210,6 +223,7 @@ class AuditSession:
         self.timeouts = timeouts or Timeouts.from_access(access)
         self.max_output = max_output
         self._transport: paramiko.Transport | None = None
+        self._exit_signals = _ExitSignals()
         self.host_key: paramiko.PKey | None = None
 
     @property
@@ -239,6 +253,7 @@ class AuditSession:
         sock = self._open_socket()
         transport = paramiko.Transport(sock)
         self._transport = transport
+        self._exit_signals.listen(transport)
         try:
             self._prefer_known_key_types(transport, known)
             self._handshake(transport)
@@ -443,34 +458,114 @@ class AuditSession:
         self, channel: paramiko.Channel, command: str, started: datetime, limit: float, bound: int
     ) -> CommandResult:
         stdout, stderr = _BoundedBuffer(bound), _BoundedBuffer(bound)
-        deadline = time.monotonic() + limit
-        end = CommandEnd.EXITED
-        while True:
-            _drain(channel, stdout, stderr)
-            if stdout.overflowed or stderr.overflowed:
-                end = CommandEnd.TRUNCATED
-                break
-            if _finished(channel):
-                _drain(channel, stdout, stderr)
-                break
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                end = CommandEnd.TIMED_OUT
-                break
-            _wait_for_news(channel, min(_POLL_SECONDS, remaining))
-        if end is not CommandEnd.EXITED:
+        stopped = _read_until_the_end(channel, stdout, stderr, limit)
+        status: int | None = None
+        lost_reason: str | None = None
+        if stopped is not None:
+            end = stopped
             _stop(channel)
-        elif not channel.exit_status_ready():
-            end = CommandEnd.LOST
+        else:
+            end, status, lost_reason = self._how_it_ended(channel)
         return CommandResult(
             command=command,
             stdout=stdout.value(),
             stderr=stderr.value(),
             end=end,
-            exit_status=channel.exit_status if end is CommandEnd.EXITED else None,
+            exit_status=status,
             started=started,
             finished=_now(),
+            lost_reason=lost_reason,
         )
+
+    def _how_it_ended(self, channel: paramiko.Channel) -> tuple[CommandEnd, int | None, str | None]:
+        """How a command that ended by itself ended: (end, exit status, why it was lost).
+
+        paramiko's ``exit_status_ready()`` turns true on the channel's close as well, and its
+        ``exit_status`` stays -1 when no status came, so neither says whether the command
+        exited. The transport thread handles the server's messages in order (exit-status or
+        exit-signal, then close), so by the time the channel reads as finished, whatever the
+        server sent about the command has been recorded.
+        """
+        killed = self._exit_signals.pop(channel)
+        if channel.exit_status != _NO_EXIT_STATUS:
+            return CommandEnd.EXITED, channel.exit_status, None
+        if killed is not None:
+            return CommandEnd.LOST, None, killed
+        if self._transport is None or not self._transport.is_active():
+            return CommandEnd.LOST, None, "connection lost before an exit status"
+        return CommandEnd.LOST, None, "closed without an exit status"
+
+
+class _ExitSignals:
+    """The "exit-signal" requests the server sent, per channel, as a reason to show.
+
+    paramiko handles "exit-status" but answers "exit-signal" as an unknown request and drops
+    it, so a command killed by a signal would look like one whose channel merely closed. The
+    transport dispatches channel messages through a class-level table; an instance copy with
+    our reader in front of paramiko's handler changes this connection only. With a paramiko
+    that has no such table, signals read as "closed without an exit status" (still LOST).
+    """
+
+    def __init__(self) -> None:
+        # Weak keys: a channel the server never reports on must not be kept alive here.
+        self._reasons: weakref.WeakKeyDictionary[paramiko.Channel, str] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def listen(self, transport: paramiko.Transport) -> None:
+        table = getattr(transport, "_channel_handler_table", None)
+        if not isinstance(table, dict) or MSG_CHANNEL_REQUEST not in table:
+            return
+        paramiko_handler: Callable[[paramiko.Channel, Message], None] = table[MSG_CHANNEL_REQUEST]
+
+        def handle(channel: paramiko.Channel, message: Message) -> None:
+            self._note(channel, message)
+            paramiko_handler(channel, message)
+
+        transport._channel_handler_table = {**table, MSG_CHANNEL_REQUEST: handle}  # type: ignore[attr-defined]
+
+    def _note(self, channel: paramiko.Channel, message: Message) -> None:
+        try:
+            reason = _exit_signal_reason(message)
+        except Exception:  # in paramiko's transport thread: raising would end the connection
+            return
+        if reason is not None:
+            self._reasons[channel] = reason
+
+    def pop(self, channel: paramiko.Channel) -> str | None:
+        return self._reasons.pop(channel, None)
+
+
+def _exit_signal_reason(message: Message) -> str | None:
+    """The reason an "exit-signal" channel request (RFC 4254 6.10) gives, such as "killed by
+    signal KILL"; None for any other request. Reads a copy: paramiko's handler reads it next."""
+    request = Message(message.get_remainder())
+    if request.get_text() != "exit-signal":
+        return None
+    request.get_boolean()  # want-reply
+    name = request.get_text()
+    core_dumped = request.get_boolean()
+    shown = name if _SIGNAL_NAME.fullmatch(name) else "(unnamed)"
+    return f"killed by signal {shown}" + (" (core dumped)" if core_dumped else "")
+
+
+def _read_until_the_end(
+    channel: paramiko.Channel, stdout: _BoundedBuffer, stderr: _BoundedBuffer, limit: float
+) -> CommandEnd | None:
+    """Read the outputs until the command ends by itself (None) or we must stop it: at the
+    output bound (TRUNCATED) or the time limit (TIMED_OUT)."""
+    deadline = time.monotonic() + limit
+    while True:
+        _drain(channel, stdout, stderr)
+        if stdout.overflowed or stderr.overflowed:
+            return CommandEnd.TRUNCATED
+        if _finished(channel):
+            _drain(channel, stdout, stderr)
+            return None
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return CommandEnd.TIMED_OUT
+        _wait_for_news(channel, min(_POLL_SECONDS, remaining))
 
 
 def _drain(channel: paramiko.Channel, stdout: _BoundedBuffer, stderr: _BoundedBuffer) -> None:
@@ -495,8 +590,9 @@ def _wait_for_news(channel: paramiko.Channel, seconds: float) -> None:
 
 
 def _finished(channel: paramiko.Channel) -> bool:
-    # OpenSSH sends EOF (after all data, both streams) then the exit status, then closes; a
-    # channel may also just close (killed by a signal, connection dropped).
+    # OpenSSH sends EOF (after all data, both streams), then the exit status (or, for a
+    # command killed by a signal, an exit-signal, which paramiko does not count), then closes;
+    # a channel may also just close (connection dropped).
     if channel.closed:
         return True
     return bool(channel.eof_received and channel.exit_status_ready())

@@ -27,6 +27,7 @@ from probes.host_collector import (
     PROBE,
     FactRule,
     HostPlan,
+    Step,
     Target,
     collect_host,
     collect_hosts,
@@ -153,6 +154,50 @@ def test_hung_command_times_out_and_the_collection_goes_on(sshd: Sshd) -> None:
     assert sink.artifacts[facts.evidence["commands:hang"]].content == b"started\n"
     assert facts.interfaces is not None and facts.routes is not None
     assert facts.policy_rules is not None
+
+
+def test_command_killed_by_a_signal_is_a_failed_fact_with_the_signal(sshd: Sshd) -> None:
+    killed = raw("commands:killed", "echo started; kill -KILL $$")
+    # An absent_ok step whose stderr says "No such file or directory" and is then killed: read
+    # as exit -1, it passed for "no such host key file" and host_keys was built without it.
+    host_keys = next(r for r in DEFAULT_PLAN.rules if r.fact == "host_keys")
+    absent_then_killed = FactRule(
+        "host_keys",
+        (Step("host_keys:ed25519", "cat /nonexistent-key.pub; kill -KILL $$", absent_ok=True),),
+        host_keys.build,
+    )
+    plan = HostPlan(rules=(killed, absent_then_killed, DEFAULT_PLAN.rules[0]))
+    sink = MemorySink()
+    attempt = collect_host("loop", "127.0.0.1", sshd.access(TEST_USER), sink, allow_all, plan=plan)
+    facts = attempt.value
+    assert facts is not None
+    assert attempt.succeeded  # one command's death is that fact's error, not the host's
+    assert facts.errors["commands:killed"] == (
+        "command-failed: 'echo started; kill -KILL $$' ended without an exit status: "
+        "killed by signal KILL"
+    )
+    assert "killed" not in facts.commands
+    assert facts.host_keys is None
+    assert "killed by signal KILL" in facts.errors["host_keys"]
+    # What it printed is evidence, with no exit status (there was none).
+    evidence = sink.artifacts[facts.evidence["commands:killed"]]
+    assert (evidence.content, evidence.exit_status) == (b"started\n", None)
+    assert facts.interfaces is not None
+
+
+def test_dropped_connection_mid_command_fails_the_host_as_unreachable(sshd: Sshd) -> None:
+    dropped = raw("commands:dropped", "echo started; sleep 0.5; kill -KILL $PPID")
+    plan = HostPlan(rules=(dropped, DEFAULT_PLAN.rules[0]))
+    sink = MemorySink()
+    attempt = collect_host("loop", "127.0.0.1", sshd.access(TEST_USER), sink, allow_all, plan=plan)
+    facts = attempt.value
+    assert facts is not None
+    assert facts.errors["commands:dropped"].endswith(
+        "ended without an exit status: connection lost before an exit status"
+    )
+    assert facts.errors["interfaces"].startswith("unreachable: ")
+    assert attempt.status is AttemptStatus.ERROR
+    assert attempt.error is not None and attempt.error.reason is ErrorReason.UNREACHABLE
 
 
 def test_unparseable_output_is_a_parse_error_for_that_fact_only(sshd: Sshd) -> None:

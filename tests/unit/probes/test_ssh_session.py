@@ -34,6 +34,13 @@ __all__ = ["silent_server", "sshd"]  # fixtures used by name
 HANG = "echo started; sleep 31.7"
 #: Closes both output streams (the server sends EOF) a second before it exits.
 QUIET_THEN_EXIT = "echo done; exec >&- 2>&-; sleep 1; exit 3"
+#: The login shell kills itself: sshd reports an "exit-signal", no exit status. (Not
+#: ``sh -c 'kill -KILL $$'``: a login shell that does not exec its last command outlives the
+#: inner sh and exits 137, a real exit status.)
+KILLED_BY = "echo started; kill -{} $$"
+#: Kills the connection's sshd process (the shell's parent): the TCP connection drops. The
+#: pause lets the server acknowledge the exec request first.
+DROPS_THE_CONNECTION = "echo started; sleep 0.5; kill -KILL $PPID"
 ALLOWED = AllowList(
     [
         "cat /etc/machine-id",
@@ -42,6 +49,10 @@ ALLOWED = AllowList(
         HANG,
         "head -c 100000 /dev/zero",
         QUIET_THEN_EXIT,
+        "exit 3",
+        KILLED_BY.format("KILL"),
+        KILLED_BY.format("TERM"),
+        DROPS_THE_CONNECTION,
     ]
 )
 
@@ -78,6 +89,40 @@ def test_failing_command_keeps_exit_status_and_stderr(sshd: Sshd) -> None:
         result = audit.run("cat /nonexistent-file")
     assert (result.end, result.exit_status, result.succeeded) == (CommandEnd.EXITED, 1, False)
     assert b"No such file or directory" in result.stderr
+
+
+def test_exit_status_sent_by_the_server_is_exited_with_that_status(sshd: Sshd) -> None:
+    with session(sshd) as audit:
+        result = audit.run("exit 3")
+    assert (result.end, result.exit_status, result.lost_reason) == (CommandEnd.EXITED, 3, None)
+
+
+@pytest.mark.parametrize("signal", ["KILL", "TERM"])
+def test_command_killed_by_a_signal_is_lost_with_the_signal_not_exited_minus_one(
+    sshd: Sshd, signal: str
+) -> None:
+    # paramiko drops the server's "exit-signal" and reports exit status -1 on the close.
+    with session(sshd, TEST_USER) as audit:
+        result = audit.run(KILLED_BY.format(signal))
+        # Only the command died: the session goes on.
+        assert audit.run("id -un").succeeded
+    assert result.end is CommandEnd.LOST
+    assert result.exit_status is None
+    assert result.lost_reason == f"killed by signal {signal}"
+    assert result.stdout == b"started\n"
+    assert not result.succeeded
+
+
+def test_dropped_connection_is_lost_not_exited_minus_one(sshd: Sshd) -> None:
+    with session(sshd, TEST_USER) as audit:
+        result = audit.run(DROPS_THE_CONNECTION)
+        with pytest.raises(SshError) as after:
+            audit.run("id -un")
+    assert result.end is CommandEnd.LOST
+    assert result.exit_status is None
+    assert result.lost_reason == "connection lost before an exit status"
+    assert result.stdout == b"started\n"
+    assert after.value.reason is ErrorReason.UNREACHABLE
 
 
 def test_unknown_host_is_refused_and_known_hosts_stays_untouched(
