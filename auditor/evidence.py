@@ -402,12 +402,19 @@ class EvidenceStore:
             "created": _utc_iso(datetime.now(UTC), "created"),
             "auditor_version": auditor_version(),
         }
-        with _transaction(conn):
-            # Statement by statement: executescript() would commit outside this transaction.
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                conn.execute(statement)
-            conn.executemany("INSERT INTO run (key, value) VALUES (?, ?)", info.items())
-        _fsync_dir(run_dir / EVIDENCE_DIR)
+        try:
+            with _transaction(conn):
+                # Statement by statement: executescript() would commit outside this transaction.
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    conn.execute(statement)
+                conn.executemany("INSERT INTO run (key, value) VALUES (?, ?)", info.items())
+            # The run folder's own entry too: an add that returned must survive a power cut,
+            # and a folder created here is not durable until its parent is synced.
+            for folder in (run_dir / EVIDENCE_DIR, run_dir, run_dir.parent):
+                _fsync_dir(folder)
+        except BaseException:
+            conn.close()
+            raise
         return cls(run_dir, conn, info, writable=True)
 
     @classmethod
@@ -681,10 +688,13 @@ class EvidenceStore:
         sha = parse_ref(ref)
         with self._lock:
             self._require_open()
-            _roll_back_leftover(self._conn)
-            known = self._conn.execute(
-                "SELECT 1 FROM artifacts WHERE sha256 = ? LIMIT 1", (sha,)
-            ).fetchone()
+            try:
+                _roll_back_leftover(self._conn)
+                known = self._conn.execute(
+                    "SELECT 1 FROM artifacts WHERE sha256 = ? LIMIT 1", (sha,)
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise EvidenceError(f"{ref}: cannot read the evidence index: {exc}") from exc
         if known is None:
             raise UnknownArtifactError(ref)
         content = (self._run_dir / object_path(sha)).read_bytes()

@@ -334,3 +334,10 @@ def test_a_failed_sync_of_objects_fails_the_add_and_is_tried_again(
     add(store, content)
     assert synced[0] == objects
     assert_verifies(store)
+
+
+def test_a_new_run_folder_is_synced_in_its_parent(tmp_path: Path, synced: list[Path]) -> None:
+    run_dir = tmp_path / "runs" / "r1"
+    with EvidenceStore.create(run_dir, "r1"):
+        # The index's folder, then the run folder, then the run folder's entry in its parent.
+        assert synced == [run_dir / "evidence", run_dir, run_dir.parent]
