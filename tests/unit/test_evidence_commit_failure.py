@@ -15,31 +15,17 @@ import shutil
 import sqlite3
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_evidence import add
 
 from auditor import evidence
 from auditor.evidence import OBJECTS_DIR, EvidenceStore, EvidenceWriteError, object_path
 from auditor.verify import verify_run
 
-T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
-T1 = T0 + timedelta(seconds=2)
 DISK_FULL = "database or disk is full"
-
-
-def add(store: EvidenceStore, content: bytes, **overrides: Any) -> str:
-    arguments: dict[str, Any] = {
-        "probe": "ssh-collector",
-        "command": "nft -j list ruleset",
-        "host": "recv-srv",
-        "started": T0,
-        "finished": T1,
-    }
-    arguments.update(overrides)
-    return store.add(content, **arguments)
 
 
 @pytest.fixture
