@@ -45,6 +45,7 @@ IPV6 = "fd98:0:0:200::/64"
 HOST_SIDE = ("10.98.200.1", "fd98:0:0:200::1")
 FIRST_OCTET = 11
 LAST_OCTET = 254
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: Each host is set up as the lab sets up this host for the auditor.
 LIKE = "term-1"
 #: term-1's rule set admits SSH on the interface of this name only.
@@ -155,6 +156,53 @@ def _load() -> list[float]:
 
 def _rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def cgroup_cpu_file(proc_cgroup: str, root: Path = CGROUP_ROOT) -> Path:
+    """The file holding the CPU time of the cgroup that a ``/proc/PID/cgroup`` text names:
+    cgroup v1's ``cpuacct.usage`` (nanoseconds) where that controller is mounted (the hybrid
+    hierarchy of these machines), otherwise v2's ``cpu.stat``."""
+    for line in proc_cgroup.splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "cpuacct" in controllers.split(","):
+            return root / "cpuacct" / path.lstrip("/") / "cpuacct.usage"
+    for line in proc_cgroup.splitlines():
+        hierarchy, controllers, path = line.split(":", 2)
+        if hierarchy == "0" and not controllers:
+            return root / path.lstrip("/") / "cpu.stat"
+    raise BenchError(f"no CPU accounting cgroup in: {proc_cgroup!r}")
+
+
+def cgroup_cpu_seconds(cpu_file: Path) -> float:
+    """The CPU time a cgroup has used, everything its processes ever ran included: the
+    containers' sshd sessions, sudo and commands are short-lived processes."""
+    text = cpu_file.read_text(encoding="ascii")
+    if cpu_file.name == "cpuacct.usage":
+        return int(text) / 1e9
+    fields = dict(line.split() for line in text.splitlines() if line.strip())
+    return int(fields["usage_usec"]) / 1e6
+
+
+def _hosts_cpu_seconds(cpu_files: list[Path]) -> float:
+    return sum(cgroup_cpu_seconds(f) for f in cpu_files)
+
+
+def _container_cpu_files(hosts: list[BenchHost]) -> list[Path]:
+    """Each container's CPU accounting file, in the order of ``hosts``."""
+    from auditor.lab.podman import podman
+
+    def cpu_file(host: BenchHost) -> Path:
+        pid = podman("inspect", "--format", "{{.State.Pid}}", host.name).stdout.strip()
+        return cgroup_cpu_file(Path(f"/proc/{pid}/cgroup").read_text(encoding="ascii"))
+
+    return [cpu_file(h) for h in hosts]
+
+
+def ratio_floor(cpu_seconds_many: float, cores: int, single_seconds: float) -> float:
+    """The least ``ratio_to_single`` this machine allows: the many-host run cannot end before
+    its CPU work (the collector's and every host's) has run on the machine's cores. Where the
+    hosts run on the auditor's own cores, this floor, not the collector, decides the ratio."""
+    return round(cpu_seconds_many / cores / single_seconds, 2)
 
 
 # -- setting the hosts up and removing them ---------------------------------------------------
@@ -288,6 +336,10 @@ class Run:
     seconds: float
     cpu_seconds: float  #: this process (the collector's threads)
     machine_busy: float  #: the machine's CPU busy share, containers' sshd and sudo included
+    #: CPU time used inside the collected hosts' containers (sshd, sudo, the commands)
+    hosts_cpu_seconds: float = 0.0
+    #: the part of ``cpu_seconds`` spent in the kernel (fsync, sockets, thread switches)
+    system_seconds: float = 0.0
     artifacts: int = 0
     #: Time the collector's threads spent in the evidence store's add, summed over threads
     #: (waiting for its lock included): the store writes one artifact at a time.
@@ -313,8 +365,9 @@ class _TimedSink:
         return ref
 
 
-def _collect(inventory_path: Path, how_many: int, out: Path) -> Run:
-    """Collect the first ``how_many`` hosts as the audit does; raise if any is not collected."""
+def _collect(inventory_path: Path, how_many: int, out: Path, cpu_files: list[Path]) -> Run:
+    """Collect the first ``how_many`` hosts as the audit does; raise if any is not collected.
+    ``cpu_files`` are the hosts' CPU accounting files, in inventory order."""
     from auditor.audit import load_for_audit, new_run_id
     from auditor.evidence import EvidenceStore
     from auditor.scope import ScopeGuard
@@ -326,6 +379,8 @@ def _collect(inventory_path: Path, how_many: int, out: Path) -> Run:
     store = EvidenceStore.create(out, new_run_id(datetime.now(UTC)))
     sink = _TimedSink(store)
     try:
+        hosts_cpu = _hosts_cpu_seconds(cpu_files[:how_many])
+        system = resource.getrusage(resource.RUSAGE_SELF).ru_stime
         ticks, cpu, began = _cpu_ticks(), time.process_time(), time.perf_counter()
         attempts = collect_hosts(targets, inventory.ssh, sink, scope.check)
         seconds = time.perf_counter() - began
@@ -333,6 +388,8 @@ def _collect(inventory_path: Path, how_many: int, out: Path) -> Run:
             round(seconds, 3),
             round(time.process_time() - cpu, 3),
             busy_fraction(ticks, _cpu_ticks()),
+            round(_hosts_cpu_seconds(cpu_files[:how_many]) - hosts_cpu, 3),
+            round(resource.getrusage(resource.RUSAGE_SELF).ru_stime - system, 3),
             sink.count,
             round(sink.seconds, 3),
         )
@@ -371,14 +428,15 @@ def run_collection(
         with hosts_up(hosts, image, workdir, parallel, progress) as setup:
             setup_rss = _rss_mb()
             bound = load_inventory(setup.inventory_path).ssh.parallel
-            warm = _collect(setup.inventory_path, size, workdir / "warm-up")
+            cpu_files = _container_cpu_files(hosts)
+            warm = _collect(setup.inventory_path, size, workdir / "warm-up", cpu_files)
             progress(f"  warm-up: {size} hosts collected in {warm.seconds:.1f} s (not timed)")
             load_before = _load()
             single: list[Run] = []
             many: list[Run] = []
             for n in range(runs):
-                single.append(_collect(setup.inventory_path, 1, workdir / f"one-{n}"))
-                many.append(_collect(setup.inventory_path, size, workdir / f"all-{n}"))
+                single.append(_collect(setup.inventory_path, 1, workdir / f"one-{n}", cpu_files))
+                many.append(_collect(setup.inventory_path, size, workdir / f"all-{n}", cpu_files))
                 progress(
                     f"  run {n + 1}: 1 host {single[-1].seconds:.2f} s, "
                     f"{size} hosts {many[-1].seconds:.2f} s"
@@ -408,6 +466,9 @@ def _entry(
     seconds = _median([r.seconds for r in many])
     single_seconds = _median([r.seconds for r in single])
     ratio = round(seconds / single_seconds, 2)
+    cores = os.cpu_count() or 1
+    work_many = _median([r.cpu_seconds + r.hosts_cpu_seconds for r in many])
+    floor = ratio_floor(work_many, cores, single_seconds)
     return {
         "name": "collection",
         "size": size,
@@ -428,9 +489,20 @@ def _entry(
         # Process time of the collector's threads, and the machine's busy share (the
         # containers' sshd and sudo run on the same cores): whether the cores were the limit.
         "cpu_seconds": _median([r.cpu_seconds for r in many]),
+        "cpu_system_seconds": _median([r.system_seconds for r in many]),
         "single_host_cpu_seconds": _median([r.cpu_seconds for r in single]),
         "machine_cpu_busy": _median([r.machine_busy for r in many]),
         "single_host_machine_cpu_busy": _median([r.machine_busy for r in single]),
+        # CPU used inside the hosts' containers, and what that means for the ratio: the run of
+        # many cannot be shorter than all its CPU work spread over the machine's cores.
+        "hosts_cpu_seconds": _median([r.hosts_cpu_seconds for r in many]),
+        "single_host_hosts_cpu_seconds": _median([r.hosts_cpu_seconds for r in single]),
+        "cores": cores,
+        "ratio_floor_here": floor,
+        "target_reachable_here": floor <= TARGET_RATIO,
+        # 1.0: the run of many took no longer than the machine's cores allow; lower: time lost
+        # to the collector (its bound, its locks, its waiting).
+        "parallel_efficiency": round(floor / ratio, 2),
         "artifacts": many[0].artifacts,
         "evidence_add_seconds": _median([r.evidence_seconds for r in many]),
         # One host alone: no other thread waits for the store, so this is what one add costs.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import time
+from pathlib import Path
 
 import pytest
 
@@ -14,8 +16,11 @@ from bench.collection import (
     BenchError,
     bench_hosts,
     busy_fraction,
+    cgroup_cpu_file,
+    cgroup_cpu_seconds,
     commands_run,
     inventory_document,
+    ratio_floor,
 )
 from probes.host_collector import targets_from_inventory
 
@@ -79,3 +84,54 @@ def test_busy_fraction_counts_idle_and_iowait_as_not_busy() -> None:
     # busy: 60 + 20 + 10 = 90 of 210
     assert busy_fraction(before, after) == round(90 / 210, 3)
     assert busy_fraction(before, before) == 0.0
+
+
+HYBRID = """9:name=systemd:/libpod_parent/libpod-ab12
+2:cpuacct:/libpod_parent/libpod-ab12
+1:cpu:/libpod_parent/libpod-ab12
+0::/libpod_parent/libpod-ab12
+"""
+
+
+def test_cgroup_cpu_file_prefers_v1_cpuacct_on_a_hybrid_hierarchy() -> None:
+    root = Path("/sys/fs/cgroup")
+    assert cgroup_cpu_file(HYBRID, root) == (
+        root / "cpuacct/libpod_parent/libpod-ab12/cpuacct.usage"
+    )
+    # systemd's "cpu,cpuacct" joint mount names both controllers on one line
+    joint = "4:cpu,cpuacct:/machine.slice/x\n0::/machine.slice/x\n"
+    assert cgroup_cpu_file(joint, root).name == "cpuacct.usage"
+
+
+def test_cgroup_cpu_file_falls_back_to_the_unified_hierarchy() -> None:
+    root = Path("/sys/fs/cgroup")
+    assert cgroup_cpu_file("0::/system.slice/sshd.service\n", root) == (
+        root / "system.slice/sshd.service/cpu.stat"
+    )
+    with pytest.raises(BenchError):
+        cgroup_cpu_file("9:name=systemd:/\n", root)
+
+
+def test_cgroup_cpu_seconds_reads_both_formats(tmp_path: Path) -> None:
+    v1 = tmp_path / "cpuacct.usage"
+    v1.write_text("2500000000\n")
+    v2 = tmp_path / "cpu.stat"
+    v2.write_text("usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\n")
+    assert cgroup_cpu_seconds(v1) == 2.5
+    assert cgroup_cpu_seconds(v2) == 1.5
+
+
+def test_this_process_cgroup_cpu_time_grows_while_it_computes() -> None:
+    cpu_file = cgroup_cpu_file(Path("/proc/self/cgroup").read_text(encoding="ascii"))
+    before = cgroup_cpu_seconds(cpu_file)
+    end = time.process_time() + 0.05
+    while time.process_time() < end:
+        pass
+    assert cgroup_cpu_seconds(cpu_file) - before >= 0.04
+
+
+def test_ratio_floor_is_the_many_runs_cpu_work_over_the_cores_and_one_hosts_time() -> None:
+    # 50 hosts of 0.9 core-seconds each on 2 cores cannot take less than 22.5 s; one host
+    # alone took 0.96 s, so no collector can bring the ratio under 23.4 here.
+    assert ratio_floor(45.0, 2, 0.96) == 23.44
+    assert ratio_floor(45.0, 64, 0.96) == 0.73
