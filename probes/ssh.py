@@ -474,27 +474,56 @@ class AuditSession:
         limit = self.timeouts.command if timeout is None else timeout
         bound = self.max_output if max_output is None else max_output
         started = _now()
-        channel = self._open_channel(transport, command)
+        channel = self._open_channel(transport, command, limit)
         try:
             return self._collect(channel, command, started, limit, bound)
         finally:
             channel.close()
 
-    def _open_channel(self, transport: paramiko.Transport, command: str) -> paramiko.Channel:
+    def _open_channel(
+        self, transport: paramiko.Transport, command: str, limit: float
+    ) -> paramiko.Channel:
         try:
             channel = transport.open_session(timeout=self.timeouts.connect)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise SshError(
                 ErrorReason.UNREACHABLE, f"{self.where}: cannot open a channel: {exc}"
             ) from None
+        self._start(channel, command, limit)
+        return channel
+
+    def _start(self, channel: paramiko.Channel, command: str, limit: float) -> None:
+        """Send the exec request and wait for the server's answer, at most ``limit`` seconds.
+
+        paramiko's exec_command waits for that answer without a timeout: a host that froze
+        between opening the channel and answering (a paused VM, a hung sshd; the kernel still
+        acknowledges TCP) would hold its collection, and the audit, for ever. A timer closes
+        the channel at the limit, which ends paramiko's wait."""
+        gave_up = threading.Event()
+
+        def give_up() -> None:
+            gave_up.set()
+            channel.close()
+
+        watchdog = threading.Timer(limit, give_up)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             channel.exec_command(command)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             channel.close()
+            if not gave_up.is_set():
+                raise SshError(
+                    ErrorReason.COMMAND_FAILED, f"{self.where}: server refused to run it: {exc}"
+                ) from None
+        finally:
+            watchdog.cancel()
+        if gave_up.is_set():  # also when the answer came just as the timer closed the channel
             raise SshError(
-                ErrorReason.COMMAND_FAILED, f"{self.where}: server refused to run it: {exc}"
-            ) from None
-        return channel
+                ErrorReason.TIMEOUT,
+                f"{self.where}: {command!r} was not started within {limit:g}s (the server did "
+                "not answer the exec request)",
+            )
 
     def _collect(
         self, channel: paramiko.Channel, command: str, started: datetime, limit: float, bound: int

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import select
+import signal
 import socket
 import subprocess
 import time
@@ -290,3 +292,58 @@ def test_system_ssh_client_agrees_on_the_known_hosts_format(sshd: Sshd) -> None:
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, from the kernel's parent links."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(proc.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def test_a_server_that_freezes_before_starting_the_command_is_a_timeout(
+    sshd: Sshd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The connection's sshd processes are stopped right after the channel opened, as a paused
+    # host would be: the kernel still acknowledges TCP, nothing answers the exec request.
+    assert sshd.process is not None
+    frozen: list[int] = []
+    with session(sshd, TEST_USER, command_timeout=1.5) as audit:
+        assert audit.run("id -un").succeeded
+        transport = audit._transport
+        assert transport is not None
+        open_session = transport.open_session
+
+        def open_then_freeze(**kwargs: Any) -> Any:
+            channel = open_session(**kwargs)
+            frozen.extend(_descendants(sshd.process.pid))  # type: ignore[union-attr]
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+            return channel
+
+        monkeypatch.setattr(transport, "open_session", open_then_freeze)
+        began = time.monotonic()
+        try:
+            with pytest.raises(SshError) as caught:
+                audit.run("id -un")
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+        elapsed = time.monotonic() - began
+    assert frozen, "no sshd connection process to freeze"
+    assert caught.value.reason is ErrorReason.TIMEOUT
+    assert "'id -un' was not started within 1.5s" in caught.value.message
+    assert 1.4 < elapsed < 6
