@@ -29,6 +29,7 @@ from ssh_fixtures import (
 from probes.base import ErrorReason
 from probes.parsers import parse_host_key
 from probes.ssh import AllowList, AuditSession, CommandEnd, SshError, truncation_marker
+from tests.faults.faultkit import descendants
 
 pytestmark = needs_sshd
 __all__ = ["silent_server", "sshd"]  # fixtures used by name
@@ -294,26 +295,6 @@ def test_system_ssh_client_agrees_on_the_known_hosts_format(sshd: Sshd) -> None:
     assert completed.returncode == 0, completed.stderr
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid``, from the kernel's parent links."""
-    children: dict[int, list[int]] = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(parent, []).append(int(proc.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def test_a_server_that_freezes_before_starting_the_command_is_a_timeout(
     sshd: Sshd, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -329,7 +310,7 @@ def test_a_server_that_freezes_before_starting_the_command_is_a_timeout(
 
         def open_then_freeze(**kwargs: Any) -> Any:
             channel = open_session(**kwargs)
-            frozen.extend(_descendants(sshd.process.pid))  # type: ignore[union-attr]
+            frozen.extend(descendants(sshd.process.pid))  # type: ignore[union-attr]
             for pid in frozen:
                 os.kill(pid, signal.SIGSTOP)
             return channel
