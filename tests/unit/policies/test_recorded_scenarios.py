@@ -20,6 +20,7 @@ from auditor.inventory import Inventory
 from policies.registry import evaluate_all
 from policies.snapshot import Observations, restore_context
 from probes.base import Attempt, ErrorReason
+from tests.data.contexts.rejudge import judged_text, stored_text
 from tests.lab_scenarios import (
     RECORDING_FILE,
     RECORDINGS,
@@ -133,3 +134,12 @@ def test_a_failed_discovery_sweep_leaves_the_rogue_device_undecided_not_passed()
     )
     judged = judge("rogue-device", replace(observations, discovery=discovery))
     assert finding(judged, "inventory-complete", "line-recv").status is Status.INCONCLUSIVE
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_recorded_contexts_judge_to_their_stored_findings(scenario: str) -> None:
+    """Byte for byte what tests/data/contexts/rejudge.py --write last kept: a refactor that
+    means to change nothing shows here that it changed nothing."""
+    assert judged_text(scenario) == stored_text(scenario), (
+        f"{scenario}: findings changed; if meant, run tests/data/contexts/rejudge.py --write"
+    )
