@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from auditor import report_cli, verify_cli, watch_cli
 from auditor.exitcodes import ExitCode
 from auditor.lab.cli import lab_app
+from auditor.terminal import make_console, say
 from auditor.yamlsource import SourceError
 
 app = typer.Typer(
@@ -49,24 +49,24 @@ def audit_command(
     from auditor.observer import ConsoleObserver
     from auditor.results import exit_code_for, print_summary
 
-    err = Console(stderr=True)
+    err = make_console(stderr=True)
     options = AuditOptions(
         link_capture_seconds=capture_seconds, network_probes=not no_network, scan_rate=scan_rate
     )
     try:
         result = run_audit(inventory, out, ConsoleObserver(err), options)
     except SourceError as exc:
-        err.print(f"[bold red]invalid inventory:[/]\n{exc}", highlight=False)
+        say(err, "invalid inventory", f"\n{exc}")
         raise typer.Exit(ExitCode.CANNOT_RUN) from exc
     except AuditError as exc:
-        err.print(f"[bold red]cannot audit:[/] {exc}", highlight=False)
+        say(err, "cannot audit", exc)
         raise typer.Exit(ExitCode.CANNOT_RUN) from exc
-    print_summary(Console(), result.findings, result.phases, result.run_dir)
+    print_summary(make_console(), result.findings, result.phases, result.run_dir)
     if result.artifacts == 0:
-        err.print(
-            "[bold red]cannot audit:[/] nothing could be collected from any host or network "
-            "(see the problems above)",
-            highlight=False,
+        say(
+            err,
+            "cannot audit",
+            "nothing could be collected from any host or network (see the problems above)",
         )
         raise typer.Exit(ExitCode.CANNOT_RUN)
     raise typer.Exit(exit_code_for(result.findings))

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from auditor.exitcodes import ExitCode
+from auditor.terminal import make_console, say, untrusted
 
 
 def register(app: typer.Typer) -> None:
@@ -39,14 +39,14 @@ def report_command(
     from auditor.report import render_reports
     from auditor.report.run import RunReadError
 
-    console = Console()
+    console = make_console()
     try:
         written = render_reports(run, inventory_path=inventory)
     except RunReadError as exc:
-        console.print(f"[bold red]cannot report:[/] {exc}")
+        say(console, "cannot report", exc)
         raise typer.Exit(ExitCode.CANNOT_RUN) from exc
     for path in written:
-        console.print(f"wrote {path}")
+        console.print(untrusted(f"wrote {path}"))
 
 
 def bundle_command(
@@ -64,15 +64,15 @@ def bundle_command(
     from auditor.report.run import RunReadError
     from auditor.signing import SigningKeyError
 
-    console = Console()
+    console = make_console()
     try:
         result = create_bundle(run, out, key)
     except (BundleError, NotARunError, RunReadError, SigningKeyError, OSError) as exc:
-        console.print(f"[bold red]cannot bundle:[/] {exc}", highlight=False)
+        say(console, "cannot bundle", exc)
         raise typer.Exit(ExitCode.CANNOT_RUN) from exc
-    console.print(f"bundle: {result.path} ({result.files} files, run {result.run_id})")
+    console.print(untrusted(f"bundle: {result.path} ({result.files} files, run {result.run_id})"))
     if result.signer_fingerprint:
-        console.print(f"signed by {result.signer_fingerprint}", soft_wrap=True)
+        console.print(untrusted(f"signed by {result.signer_fingerprint}"), soft_wrap=True)
         console.print("give this fingerprint to the certification body by another channel")
     else:
         console.print("[yellow]not signed[/] (no --key): it cannot show who sealed it")
@@ -86,15 +86,15 @@ def keygen_command(
     """Make an Ed25519 key pair for signing bundles: OUT (private) and OUT.pub (public)."""
     from auditor.signing import SigningKeyError, generate_key
 
-    console = Console()
+    console = make_console()
     try:
         files = generate_key(out)
     except (SigningKeyError, OSError) as exc:
-        console.print(f"[bold red]cannot create the key:[/] {exc}")
+        say(console, "cannot create the key", exc)
         raise typer.Exit(ExitCode.CANNOT_RUN) from exc
-    console.print(f"private key: {files.private} (mode 0600)")
-    console.print(f"public key:  {files.public}")
-    console.print(f"fingerprint: {files.fingerprint}", soft_wrap=True)
+    console.print(untrusted(f"private key: {files.private} (mode 0600)"))
+    console.print(untrusted(f"public key:  {files.public}"))
+    console.print(f"fingerprint: {files.fingerprint}", soft_wrap=True, markup=False)
 
 
 __all__ = ["bundle_command", "keygen_command", "register", "report_command"]

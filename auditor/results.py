@@ -13,6 +13,7 @@ from rich.table import Table
 
 from auditor.exitcodes import ExitCode
 from auditor.findings import Finding, FindingsDocument, Status
+from auditor.terminal import untrusted
 
 _STATUS_STYLE = {
     Status.PASS: "green",
@@ -69,7 +70,12 @@ def summary_table(findings: list[Finding]) -> Table:
     for finding in sorted(findings, key=lambda f: (f.control, f.subject)):
         style = _STATUS_STYLE[finding.status]
         text = finding.reason if finding.status is Status.INCONCLUSIVE else finding.summary
-        table.add_row(finding.control, finding.subject, f"[{style}]{finding.status}[/]", text or "")
+        table.add_row(
+            untrusted(finding.control),
+            untrusted(finding.subject),
+            untrusted(finding.status, style),
+            untrusted(text or ""),
+        )
     return table
 
 
@@ -85,4 +91,4 @@ def print_summary(
     if phases:
         timing = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items())
         console.print(f"Time per phase: {timing}; total {sum(phases.values()):.1f} s")
-    console.print(f"Findings and evidence: {out_dir}")
+    console.print(untrusted(f"Findings and evidence: {out_dir}"))

@@ -13,9 +13,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from auditor.evidence import NotARunError
 from auditor.exitcodes import ExitCode
+from auditor.terminal import make_console, say, untrusted
 from auditor.verify import VerificationReport, verify_path
 
 
@@ -48,16 +50,16 @@ def verify_command(
 ) -> None:
     """Check the evidence, its hash chain, the manifest, the findings' references and, for a
     bundle, every file's hash and the signature, offline."""
-    console = Console()
+    console = make_console()
     try:
         expected = _trusted(trusted_key, trusted_fingerprint)
     except ValueError as exc:
-        console.print(f"[bold red]cannot verify:[/] {exc}")
+        say(console, "cannot verify", exc)
         raise typer.Exit(ExitCode.CANNOT_RUN) from exc
     try:
         report = verify_path(run, trusted_fingerprint=expected)
     except NotARunError as exc:
-        console.print(f"[bold red]not a run:[/] {exc}")
+        say(console, "not a run", exc)
         raise typer.Exit(ExitCode.CANNOT_RUN) from exc
     render(report, console)
     raise typer.Exit(ExitCode.OK if report.intact else ExitCode.FAIL)
@@ -81,26 +83,30 @@ def _trusted(key_file: Path | None, fingerprint_text: str | None) -> str | None:
 
 def render(report: VerificationReport, console: Console) -> None:
     """A summary of the run, then every problem and note."""
-    summary = Table.grid(padding=(0, 2))
-    summary.add_row("run", report.location)
-    summary.add_row("run id", report.run_id or "?")
-    summary.add_row("artifacts", str(report.artifact_count))
-    summary.add_row("chain head", report.chain_head or "?")
-    summary.add_row("closed", "yes" if report.closed else "no (interrupted or still running)")
-    summary.add_row("manifest", "present" if report.manifest_present else "absent")
-    summary.add_row("findings.json", "present" if report.findings_present else "absent")
+    rows = [
+        ("run", report.location),
+        ("run id", report.run_id or "?"),
+        ("artifacts", str(report.artifact_count)),
+        ("chain head", report.chain_head or "?"),
+        ("closed", "yes" if report.closed else "no (interrupted or still running)"),
+        ("manifest", "present" if report.manifest_present else "absent"),
+        ("findings.json", "present" if report.findings_present else "absent"),
+    ]
     if report.bundle:
-        summary.add_row("bundle files", str(report.bundle_files))
-        summary.add_row("signature", _signature_line(report))
-    console.print(summary)
+        rows += [("bundle files", str(report.bundle_files)), ("signature", _signature_line(report))]
+    # One line each, never a grid: a path or a fingerprint cut to the width cannot be compared.
+    for name, value in rows:
+        console.print(Text.assemble(f"{name:<15}", untrusted(value)))
     for note in report.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        say(console, "note", note, style="yellow")
     if report.intact:
         console.print("[bold green]INTACT[/]: every check passed")
         return
     problems = Table("check", "subject", "problem", title="Problems", show_lines=False)
     for problem in report.problems:
-        problems.add_row(problem.check, problem.subject, problem.message)
+        problems.add_row(
+            untrusted(problem.check), untrusted(problem.subject), untrusted(problem.message)
+        )
     console.print(problems)
     console.print(f"[bold red]NOT INTACT[/]: {len(report.problems)} problem(s)")
 

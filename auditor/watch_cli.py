@@ -16,8 +16,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from auditor.findings import Status
+from auditor.terminal import make_console, say, untrusted
 from auditor.watch.alerts import Alerter, SyslogAlerter, WebhookAlerter
 from auditor.watch.diff import RunDiff, RunNotFoundError, diff_runs, load_run, resolve_run
 from auditor.watch.drift import read_changes
@@ -45,7 +47,7 @@ _STATUS_COLUMNS = [Status.PASS, Status.FAIL, Status.INCONCLUSIVE, Status.NOT_APP
 
 
 def _fail(message: str) -> typer.Exit:
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    say(make_console(stderr=True), "error", message)
     return typer.Exit(WatchExit.CANNOT_RUN)
 
 
@@ -170,7 +172,7 @@ def _once_exit(watcher: Watcher) -> WatchExit:
     if outcome.record is None or outcome.record.state.value != "finished":
         return WatchExit.CANNOT_RUN
     for change in outcome.changes:
-        Console().print(f"changed: {change.describe()}", highlight=False)
+        make_console().print(untrusted(f"changed: {change.describe()}"))
     return WatchExit.CHANGED if outcome.changes else WatchExit.OK
 
 
@@ -227,7 +229,7 @@ def history_command(
             *(str(counts[s.value]) for s in _STATUS_COLUMNS),
             str(row["changes"]),
         )
-    Console().print(table)
+    make_console().print(table)
 
 
 # -- diff -------------------------------------------------------------------------------------
@@ -252,19 +254,21 @@ def diff_command(
     if as_json:
         typer.echo(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
     else:
-        print_diff(Console(), result)
+        print_diff(make_console(), result)
 
 
 def print_diff(console: Console, result: RunDiff) -> None:
-    console.print(f"[bold]{result.run_a}[/] → [bold]{result.run_b}[/]", highlight=False)
+    console.print(
+        Text.assemble(untrusted(result.run_a, "bold"), " → ", untrusted(result.run_b, "bold"))
+    )
     if result.verdicts:
         table = Table(title="Verdicts that changed")
         for column in ("control", "subject", "from", "to"):
             table.add_column(column)
         for change in result.verdicts:
             table.add_row(
-                change.control,
-                change.subject,
+                untrusted(change.control),
+                untrusted(change.subject),
                 str(change.from_ or "absent"),
                 str(change.to or "absent"),
             )
@@ -275,27 +279,27 @@ def print_diff(console: Console, result: RunDiff) -> None:
         sign = "+" if path.change == "appeared" else "-"
         certainty = "" if path.certain else " (uncertain)"
         console.print(
-            f"{sign} path {path.change} [{path.source}] {path.control} {path.subject}{certainty}:"
-            f" {' → '.join(path.hops)}",
-            markup=False,
-            highlight=False,
+            untrusted(
+                f"{sign} path {path.change} [{path.source}] {path.control} {path.subject}"
+                f"{certainty}: {' → '.join(path.hops)}"
+            )
         )
         for packets in path.packets[:3]:
-            console.print(f"    packets: {packets}", markup=False, highlight=False)
+            console.print(untrusted(f"    packets: {packets}"))
         for rule in path.rules[:6]:
-            console.print(f"    {rule}", markup=False, highlight=False)
+            console.print(untrusted(f"    {rule}"))
         for reason in path.reasons:
-            console.print(f"    uncertain because: {reason}", markup=False, highlight=False)
+            console.print(untrusted(f"    uncertain because: {reason}"))
     for edge in result.edges:
         sign = "+" if edge.change == "appeared" else "-"
         used = f" (paths of {', '.join(edge.controls)})" if edge.controls else ""
         console.print(
-            f"{sign} edge {edge.change} [{edge.source}] {edge.edge[0]} → {edge.edge[1]}{used}",
-            markup=False,
-            highlight=False,
+            untrusted(
+                f"{sign} edge {edge.change} [{edge.source}] {edge.edge[0]} → {edge.edge[1]}{used}"
+            )
         )
     for note in result.notes:
-        console.print(f"note: {note}", markup=False, highlight=False)
+        console.print(untrusted(f"note: {note}"))
 
 
 def register(app: typer.Typer) -> None:

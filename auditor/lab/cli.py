@@ -9,18 +9,16 @@ from functools import wraps
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from auditor.exitcodes import ExitCode
 from auditor.lab import runtime
 from auditor.lab.errors import LabError
 from auditor.lab.image import build_image
+from auditor.terminal import make_console, say, untrusted
 from auditor.yamlsource import SourceError
 
 lab_app = typer.Typer(help="The containerized reference lab.", no_args_is_help=True)
-console = Console()
-errors = Console(stderr=True)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -34,17 +32,17 @@ def _one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except SourceError as exc:
-            errors.print(f"invalid scenario:\n{exc}", markup=False, highlight=False)
+            say(make_console(stderr=True), "invalid scenario", f"\n{exc}", style="")
             raise typer.Exit(ExitCode.CANNOT_RUN) from None
         except LabError as exc:
-            errors.print(f"lab: {exc}", markup=False, highlight=False)
+            say(make_console(stderr=True), "lab", exc, style="")
             raise typer.Exit(ExitCode.CANNOT_RUN) from None
 
     return wrapper
 
 
 def _say(message: str) -> None:
-    console.print(message, markup=False, highlight=False)
+    make_console().print(untrusted(message))
 
 
 @lab_app.command("build-image")
@@ -98,7 +96,7 @@ def status_command() -> None:
         table.add_row(
             row.host, row.state, "\n".join(row.addresses), shakes, row.last_delivery or ""
         )
-    console.print(table)
+    make_console().print(table)
     _say(f"inventory: {lab.inventory}")
 
 

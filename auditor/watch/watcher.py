@@ -309,15 +309,14 @@ def real_audit(capture_seconds: float, network_probes: bool = True) -> AuditRunn
     """The real audit (``auditor.audit.run_audit``), reporting progress on stderr."""
 
     def run(inventory: Path, out_dir: Path) -> None:
-        from rich.console import Console
-
         from auditor.audit import AuditError, AuditOptions, run_audit
         from auditor.observer import ConsoleObserver
+        from auditor.terminal import make_console
         from auditor.yamlsource import SourceError
 
         options = AuditOptions(link_capture_seconds=capture_seconds, network_probes=network_probes)
         try:
-            run_audit(inventory, out_dir, ConsoleObserver(Console(stderr=True)), options)
+            run_audit(inventory, out_dir, ConsoleObserver(make_console(stderr=True)), options)
         except (AuditError, SourceError) as exc:
             raise AuditCannotRunError(str(exc)) from exc
 

@@ -87,7 +87,7 @@ class AuditProcess:
         if not network:
             args.append("--no-network")
         self.started = time.monotonic()
-        # A wide console: rich would otherwise wrap messages at 80 columns.
+        # Messages are never wrapped off a terminal; the width is for the summary table.
         self.proc = subprocess.Popen(
             args,
             stdout=subprocess.PIPE,
