@@ -30,7 +30,7 @@ help:
 	@echo "make demo   - set up, bring the reference lab up, run a full audit, write the report"
 	@echo "make test   - set up, then run the whole test suite (lint, unit, lab end to end)"
 	@echo "make setup  - install Debian packages, the virtual environment and the lab image"
-	@echo "make lint   - ruff and mypy"
+	@echo "make lint   - ruff, mypy and the import layers (lint-imports)"
 	@echo "make bench  - benchmarks (bench/results/latest.json)"
 
 setup: apt venv oscal-validator image
@@ -82,6 +82,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test-unit: venv oscal-validator
 	$(BIN)/pytest -m "not lab" -q

@@ -1,1 +1,3 @@
-"""The auditor: inventory, scope, orchestration, evidence, reports, CLI and the lab."""
+"""The auditor. Its sub-packages are layers, each importing only those below it:
+``cli`` > ``watch`` > ``audit`` > ``report`` > ``evidence`` > (``policies`` > ``topology`` |
+``probes``) > ``domain``. docs/architecture.md describes them; `make lint` enforces them."""

@@ -1,5 +1,5 @@
 """``python -m auditor``: the same as the ``auditor`` command."""
 
-from auditor.cli import main
+from auditor.cli.main import main
 
 main()

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 from bench.lablock import holding_lab_lock
 
 if TYPE_CHECKING:
-    from auditor.audit import AuditResult
-    from auditor.lab.runtime import LabState
+    from auditor.audit.orchestrator import AuditResult
+    from lab.runtime import LabState
 
 SCENARIO = "baseline"
 
@@ -43,7 +43,7 @@ def run_audit_lab() -> dict[str, Any]:
 def _baseline_lab() -> Iterator[tuple[LabState, float | None]]:
     """The running baseline lab (and None), or one brought up for the block (and the
     seconds that took), taken down after it."""
-    from auditor.lab import runtime
+    from lab import runtime
 
     running = runtime.current()
     if running is not None and running.scenario == SCENARIO:
@@ -66,9 +66,9 @@ def _load() -> list[float]:
 
 
 def _timed_audit(lab: LabState) -> dict[str, Any]:
-    from auditor.audit import run_audit
-    from auditor.inventory import load_inventory
-    from auditor.observer import SilentObserver
+    from auditor.audit.observer import SilentObserver
+    from auditor.audit.orchestrator import run_audit
+    from auditor.domain.inventory import load_inventory
     from probes.host_collector import targets_from_inventory
 
     inventory = load_inventory(lab.inventory_path)

@@ -1,7 +1,7 @@
 """The `collection` benchmark: SSH host collection of one host alone, then of many, on sshd.
 
 The hosts are containers ``bench-coll-NN`` from the lab's cached base image, each set up as
-the lab sets up term-1 for the auditor (``auditor.lab.plan.collection_clone``: term-1's rule
+the lab sets up term-1 for the auditor (``lab.plan.collection_clone``: term-1's rule
 set and terminal configuration, a host key and machine-id of its own, the auditor's key and
 the exact-command sudoers), on one internal dual-stack podman network ``bench-coll``
 (10.98.200.0/24, fd98:0:0:200::/64) whose bridge holds this machine's .1 / ::1 and is covered
@@ -96,7 +96,7 @@ def inventory_document(hosts: list[BenchHost], parallel: int | None) -> dict[str
     ``parallel`` None keeps the inventory's default bound, the one an audit uses when the
     organisation sets none.
     """
-    from auditor.lab.labinventory import KEY_FILE, KNOWN_HOSTS_FILE
+    from lab.baseline import KEY_FILE, KNOWN_HOSTS_FILE
 
     ssh: dict[str, Any] = {"user": "auditor", "key": KEY_FILE, "known_hosts": KNOWN_HOSTS_FILE}
     if parallel is not None:
@@ -189,7 +189,7 @@ def _hosts_cpu_seconds(cpu_files: list[Path]) -> float:
 
 def _container_cpu_files(hosts: list[BenchHost]) -> list[Path]:
     """Each container's CPU accounting file, in the order of ``hosts``."""
-    from auditor.lab.podman import podman
+    from lab.podman import podman
 
     def cpu_file(host: BenchHost) -> Path:
         pid = podman("inspect", "--format", "{{.State.Pid}}", host.name).stdout.strip()
@@ -217,7 +217,7 @@ class SetUp:
 
 
 def _our_containers() -> list[str]:
-    from auditor.lab.podman import podman
+    from lab.podman import podman
 
     names = podman("ps", "--all", "--format", "{{.Names}}").stdout.split()
     return [n for n in names if n.startswith(PREFIX)]
@@ -226,7 +226,7 @@ def _our_containers() -> list[str]:
 def _remove_ours(progress: Progress) -> None:
     """Remove this benchmark's containers and network (by name), leftovers of a killed run
     included; nothing else."""
-    from auditor.lab.podman import podman
+    from lab.podman import podman
 
     containers = _our_containers()
     if containers:
@@ -239,10 +239,10 @@ def _remove_ours(progress: Progress) -> None:
 
 def _create_hosts(hosts: list[BenchHost], image: str, workdir: Path) -> list[str]:
     """Create every container with its files in place; return their known_hosts lines."""
-    from auditor.lab.keys import new_ssh_key
-    from auditor.lab.labinventory import KEY_FILE, KNOWN_HOSTS_FILE
-    from auditor.lab.plan import collection_clone, known_hosts_line
-    from auditor.lab.runtime import create_container, in_parallel, stage_files
+    from lab.baseline import KEY_FILE, KNOWN_HOSTS_FILE
+    from lab.keys import new_ssh_key
+    from lab.plan import collection_clone, known_hosts_line
+    from lab.runtime import create_container, in_parallel, stage_files
 
     auditor = new_ssh_key("auditor@collection-bench")
     key = workdir / KEY_FILE
@@ -265,8 +265,8 @@ def _create_hosts(hosts: list[BenchHost], image: str, workdir: Path) -> list[str
 
 def _wait_until_collectable(hosts: list[BenchHost]) -> None:
     """Every sshd answers and every lab-init has finished (rule set loaded, services up)."""
-    from auditor.lab.podman import podman
-    from auditor.lab.runtime import in_parallel, poll_missing, ssh_banner
+    from lab.podman import podman
+    from lab.runtime import in_parallel, poll_missing, ssh_banner
 
     with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
 
@@ -293,8 +293,8 @@ def hosts_up(
 ) -> Iterator[SetUp]:
     """The hosts, reachable and collectable from this machine, for the block; removed after
     it (containers, then network, then the guard's entries: the guard outlives them)."""
-    from auditor.lab import guard, runtime
-    from auditor.lab.podman import podman
+    from lab import guard, runtime
+    from lab.podman import podman
 
     began = time.perf_counter()
     inventory = workdir / "inventory.yaml"
@@ -368,9 +368,9 @@ class _TimedSink:
 def _collect(inventory_path: Path, how_many: int, out: Path, cpu_files: list[Path]) -> Run:
     """Collect the first ``how_many`` hosts as the audit does; raise if any is not collected.
     ``cpu_files`` are the hosts' CPU accounting files, in inventory order."""
-    from auditor.audit import load_for_audit, new_run_id
-    from auditor.evidence import EvidenceStore
-    from auditor.scope import ScopeGuard
+    from auditor.audit.orchestrator import load_for_audit, new_run_id
+    from auditor.audit.scope import ScopeGuard
+    from auditor.evidence.store import EvidenceStore
     from probes.host_collector import collect_hosts, targets_from_inventory
 
     inventory = load_for_audit(inventory_path)
@@ -414,10 +414,10 @@ def run_collection(
     size: int = 50, parallel: int | None = None, runs: int = 3, progress: Progress = _stderr
 ) -> dict[str, Any]:
     """Set the hosts up, time one host and all of them, remove them; return the entry."""
-    from auditor.inventory import load_inventory
-    from auditor.lab.image import build_image
-    from auditor.lab.podman import require_podman
-    from auditor.lab.runtime import require_root
+    from auditor.domain.inventory import load_inventory
+    from lab.build import build_image
+    from lab.podman import require_podman
+    from lab.runtime import require_root
 
     hosts = bench_hosts(size)
     require_root()

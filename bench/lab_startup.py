@@ -12,8 +12,8 @@ import statistics
 import time
 from pathlib import Path
 
-from auditor.lab import runtime
-from auditor.lab.image import build_image
+from lab import runtime
+from lab.build import build_image
 
 
 def main() -> None:

@@ -130,8 +130,8 @@ def measure(size: int, seed: int) -> dict[str, Any]:
 
 
 def _model_queries(ctx: Any) -> dict[str, Any]:
-    from auditor.inventory import Role
-    from policies.checks.paths import external_addresses, outside_segments
+    from auditor.domain.inventory import Role
+    from policies.support.paths import external_addresses, outside_segments
     from topology.reach import inbound, listener_exposure, reach
 
     topology = ctx.topology

@@ -34,10 +34,8 @@ from typing import Any
 import yaml
 from netaddr import IPAddress, IPNetwork
 
-from auditor.inventory import Inventory
-from bench import nftgen as nft
-from probes.base import Attempt
-from probes.facts import (
+from auditor.domain.attempts import Attempt
+from auditor.domain.facts import (
     HostFacts,
     HostKey,
     Interface,
@@ -47,6 +45,8 @@ from probes.facts import (
     Process,
     Route,
 )
+from auditor.domain.inventory import Inventory
+from bench import nftgen as nft
 
 SEED = 20_180_502  # the day 施行規則 was promulgated; any fixed number would do
 HOSTS_PER_SITE = 50

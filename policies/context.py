@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 from netaddr import IPAddress
 
-from auditor.inventory import Inventory, Role, Zone
-from probes.base import Attempt
-from probes.facts import HostFacts
+from auditor.domain.attempts import Attempt
+from auditor.domain.facts import HostFacts
+from auditor.domain.inventory import Inventory, Role, Zone
 
 if TYPE_CHECKING:
     from policies.empirical import (

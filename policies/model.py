@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from auditor.inventory import Role, Zone
-from auditor.yamlsource import load_model
+from auditor.domain.inventory import Role, Zone
+from auditor.domain.yamlsource import load_model
 
 CONTROL_ID_PATTERN = r"^[a-z][a-z0-9-]{2,62}$"
 

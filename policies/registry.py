@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from auditor.findings import Finding
+from auditor.domain.findings import Finding
 from policies.checks import (
     external_links_leased_or_vpn,
     inventory_complete,
@@ -23,9 +23,9 @@ from policies.checks import (
     terminal_removable_media_blocked,
     unauthorized_access_prevention,
 )
-from policies.checks.common import inconclusive, subjects_of, to_finding
 from policies.context import AuditContext
 from policies.model import Control, load_controls
+from policies.support.common import inconclusive, not_applicable, subjects_of, to_finding
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,9 @@ def evaluate_all(ctx: AuditContext) -> list[Finding]:
         try:
             if check is None:
                 raise LookupError(f"no check is registered for control {control_id}")
+            if not subjects_of(ctx, control):
+                findings.append(not_applicable(control))
+                continue
             findings += check(ctx, control)
         except Exception as exc:
             log.exception("control %s could not be judged", control_id)

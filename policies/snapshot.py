@@ -17,8 +17,10 @@ from typing import Literal
 
 from pydantic import TypeAdapter
 
-from auditor.inventory import Inventory
-from auditor.results import write_text_atomically
+from auditor.domain.attempts import Attempt
+from auditor.domain.facts import HostFacts
+from auditor.domain.files import write_text_atomically
+from auditor.domain.inventory import Inventory
 from policies.context import AuditContext
 from policies.empirical import (
     DiscoveryObservation,
@@ -26,8 +28,6 @@ from policies.empirical import (
     LinkObservation,
     ScanObservation,
 )
-from probes.base import Attempt
-from probes.facts import HostFacts
 from topology.graph import Topology
 
 OBSERVATIONS_FILE = "observations.json"
@@ -94,7 +94,7 @@ def restore_context(inventory: Inventory, observations: Observations) -> AuditCo
         links=dict(observations.links),
         discovery=dict(observations.discovery),
     )
-    facts = {host: a.value for host, a in ctx.collection.items() if a.value is not None}
+    facts = {host: f for host, a in ctx.collection.items() if (f := a.collected) is not None}
     try:
         ctx.topology = Topology.build(inventory, facts)
     except Exception as exc:  # the checks that need the model say why it is missing

@@ -28,7 +28,8 @@ from typing import Any, Literal
 from scapy.packet import Packet
 from scapy.utils import PcapReader
 
-from probes.base import Attempt, ErrorReason, ProbeError
+from auditor.domain.attempts import Attempt, ErrorReason, ProbeError
+from auditor.domain.protocols import EvidenceSink
 from probes.netlocal import (
     ToolMissingError,
     interface_holding,
@@ -37,7 +38,6 @@ from probes.netlocal import (
     require_tool,
     run_tool,
 )
-from probes.sink import EvidenceSink
 
 PROBE = "link-capture"
 PCAP = "application/vnd.tcpdump.pcap"

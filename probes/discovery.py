@@ -25,8 +25,10 @@ from dataclasses import dataclass
 
 from netaddr import IPAddress, IPNetwork
 
-from auditor.inventory import Inventory
-from probes.base import Attempt, ErrorReason
+from auditor.domain.attempts import Attempt, ErrorReason
+from auditor.domain.errors import AuditorError
+from auditor.domain.inventory import Inventory
+from auditor.domain.protocols import EvidenceSink
 from probes.netlocal import (
     CheckTarget,
     LocalInterface,
@@ -39,7 +41,6 @@ from probes.netlocal import (
     run_tool,
 )
 from probes.scanner import NMAP_XML, NmapParseError, ParsedHost, parse_nmap_xml
-from probes.sink import EvidenceSink
 
 PROBE = "discovery"
 #: IPv4 prefixes larger than this are refused: a sweep is meant for a LAN segment.
@@ -81,7 +82,7 @@ class DiscoveryResult:
         return {h.address for h in self.hosts}
 
 
-class _SweepError(Exception):
+class _SweepError(AuditorError):
     def __init__(self, reason: ErrorReason, message: str, evidence: list[str]) -> None:
         super().__init__(message)
         self.reason = reason

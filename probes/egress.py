@@ -38,11 +38,11 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.packet import Packet
 
-from auditor.inventory import Inventory, Role, Zone
-from probes.base import Attempt
+from auditor.domain.attempts import Attempt
+from auditor.domain.inventory import Inventory, Role, Zone
+from auditor.domain.protocols import EvidenceSink
 from probes.capture import Capture, CaptureResult, CaptureSpec, running_capture
 from probes.netlocal import CheckTarget, RunRemote, now, same_address
-from probes.sink import EvidenceSink
 
 PROBE = "egress"
 Proto = Literal["tcp", "udp", "icmp"]

@@ -26,9 +26,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from auditor.inventory import Inventory, SshAccess
-from probes.base import Attempt, AttemptStatus, ErrorReason, ProbeError
-from probes.facts import HostFacts, HostKey, Interface
+from auditor.domain.attempts import Attempt, ErrorReason
+from auditor.domain.errors import AuditorError
+from auditor.domain.facts import HostFacts, HostKey, Interface
+from auditor.domain.inventory import Inventory, SshAccess
+from auditor.domain.protocols import EvidenceSink, ScopeCheck
 from probes.parsers import (
     ParseError,
     WgOutputs,
@@ -50,7 +52,6 @@ from probes.parsers import (
     parse_wireguard,
 )
 from probes.parsers.hostkey import fingerprint_sha256
-from probes.sink import EvidenceSink
 from probes.ssh import (
     SAFE_FILE_NAME,
     AllowList,
@@ -58,7 +59,6 @@ from probes.ssh import (
     CommandEnd,
     CommandResult,
     CommandTemplate,
-    ScopeCheck,
     SshError,
 )
 
@@ -425,7 +425,7 @@ class _Collected:
         )
 
 
-class _StepError(Exception):
+class _StepError(AuditorError):
     def __init__(self, reason: ErrorReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
@@ -649,11 +649,9 @@ def _collect(
     facts = collected.facts()
     refs = list(collected.evidence.values())
     if run.lost is not None:
-        attempt: Attempt[HostFacts] = Attempt.failed(
-            PROBE, collected.host, run.lost.reason, run.lost.message, refs
+        return Attempt.partial(
+            PROBE, collected.host, facts, run.lost.reason, run.lost.message, evidence=refs
         )
-        attempt.value = facts
-        return attempt
     return Attempt.ok(PROBE, collected.host, facts, refs)
 
 
@@ -668,13 +666,8 @@ def _failed(
         facts = collected.facts()
     except Exception:  # the partial values themselves were the problem
         facts = HostFacts(host=collected.host, errors=collected.errors)
-    return Attempt(
-        PROBE,
-        collected.host,
-        AttemptStatus.ERROR,
-        value=facts,
-        error=ProbeError(reason, message),
-        evidence=list(collected.evidence.values()),
+    return Attempt.partial(
+        PROBE, collected.host, facts, reason, message, evidence=list(collected.evidence.values())
     )
 
 

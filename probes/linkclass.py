@@ -30,9 +30,9 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet
 
-from probes.base import Attempt
+from auditor.domain.attempts import Attempt
+from auditor.domain.protocols import EvidenceSink
 from probes.capture import CaptureSpec, capture_window
-from probes.sink import EvidenceSink
 
 PROBE = "link-classification"
 #: How much of each direction of a TCP flow is reassembled for classification.

@@ -20,12 +20,14 @@ from typing import Any, Protocol
 
 from netaddr import IPAddress
 
+from auditor.domain.errors import AuditorError
 
-class ToolMissingError(RuntimeError):
+
+class ToolMissingError(AuditorError, RuntimeError):
     """A program the probe needs is not installed (or not on PATH)."""
 
 
-class ToolTimeoutError(RuntimeError):
+class ToolTimeoutError(AuditorError, RuntimeError):
     """A program ran longer than its bound and was killed."""
 
 
@@ -47,7 +49,7 @@ class RunRemote(Protocol):
 
 
 #: Raises (any exception) when ``address`` (an address or a prefix) is outside the authorized
-#: scope. Called before any packet is sent toward it: auditor.scope's ScopeGuard.check.
+#: scope. Called before any packet is sent toward it: auditor.audit.scope's ScopeGuard.check.
 CheckTarget = Callable[[str], None]
 
 

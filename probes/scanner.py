@@ -25,7 +25,9 @@ from typing import Any, Literal
 import nmap
 from netaddr import AddrFormatError, IPAddress
 
-from probes.base import Attempt, ErrorReason
+from auditor.domain.attempts import Attempt, ErrorReason
+from auditor.domain.errors import AuditorError
+from auditor.domain.protocols import EvidenceSink
 from probes.netlocal import (
     CheckTarget,
     RunRemote,
@@ -36,7 +38,7 @@ from probes.netlocal import (
     require_tool,
     run_tool,
 )
-from probes.sink import EvidenceSink
+from probes.parsers.errors import ParseError
 
 PROBE = "network-scan"
 NMAP_XML = "application/xml"
@@ -123,8 +125,12 @@ class ScanProfile:
     process_timeout: float = 900.0  #: our hard bound on the whole nmap process
 
 
-class NmapParseError(ValueError):
-    """nmap's output is not a complete nmap XML document."""
+class NmapParseError(ParseError, ValueError):
+    """nmap's output is not a complete nmap XML document: a parser's ParseError like the
+    others (tool "nmap")."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("nmap", None, message)
 
 
 # -- parsing ------------------------------------------------------------------------------
@@ -308,7 +314,7 @@ class RawRun:
     stopped: str | None = None  #: why it was stopped early (its vantage point went away)
 
 
-class RunError(Exception):
+class RunError(AuditorError):
     def __init__(self, reason: ErrorReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason

@@ -43,8 +43,10 @@ import paramiko
 from paramiko.common import MSG_CHANNEL_REQUEST, cMSG_CHANNEL_REQUEST
 from paramiko.message import Message
 
-from auditor.inventory import SshAccess
-from probes.base import ErrorReason
+from auditor.domain.attempts import ErrorReason
+from auditor.domain.errors import AuditorError
+from auditor.domain.inventory import SshAccess
+from auditor.domain.protocols import ScopeCheck
 from probes.parsers.hostkey import fingerprint_sha256
 
 #: Default bound on each output stream of a command.
@@ -59,10 +61,8 @@ _NO_EXIT_STATUS = -1
 #: else the server sends is not echoed into errors and evidence.
 _SIGNAL_NAME = re.compile(r"[A-Za-z0-9_.+@-]{1,64}")
 
-ScopeCheck = Callable[[str], None]
 
-
-class SshError(Exception):
+class SshError(AuditorError):
     """A session step that failed, with the reason the rest of the auditor understands."""
 
     def __init__(self, reason: ErrorReason, message: str) -> None:

@@ -30,14 +30,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from auditor.inventory import Inventory, SshAccess
-from probes.base import Attempt, ErrorReason
-from probes.facts import HostFacts
+from auditor.domain.attempts import Attempt, ErrorReason
+from auditor.domain.facts import HostFacts
+from auditor.domain.inventory import Inventory, SshAccess
+from auditor.domain.protocols import EvidenceSink
 from probes.parsers import ParseError
-from probes.sink import EvidenceSink
 
 if TYPE_CHECKING:  # paramiko stays out of the import graph of the checks that read the parsers
-    from probes.ssh import AuditSession, ScopeCheck
+    from auditor.domain.protocols import ScopeCheck
+    from probes.ssh import AuditSession
 
 PROBE = "ssh-windows"
 
@@ -293,9 +294,7 @@ def collect_windows_host(
                 f"{exc.reason.value}: {exc.message}"
             )
         facts = HostFacts(host=host, errors=kept.errors)
-        attempt: Attempt[HostFacts] = Attempt.failed(PROBE, host, exc.reason, exc.message)
-        attempt.value = facts
-        return attempt
+        return Attempt.partial(PROBE, host, facts, exc.reason, exc.message)
     try:
         for command in WINDOWS_COMMANDS:
             _run_one(session, sink, command, kept)

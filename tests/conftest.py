@@ -22,8 +22,8 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings
 
-from auditor.lab import runtime
-from auditor.lab.runtime import LabState
+from lab import runtime
+from lab.runtime import LabState
 
 SCENARIO_ORDER = [
     "baseline",

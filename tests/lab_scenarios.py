@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from auditor.inventory import Inventory, load_inventory
-from auditor.lab.scenario import load_scenario
+from auditor.domain.inventory import Inventory, load_inventory
+from lab.scenario import load_scenario
 from policies.snapshot import OBSERVATIONS_FILE, Observations, from_json
 
 SCENARIO_DIR = Path(__file__).parents[1] / "lab" / "scenarios"

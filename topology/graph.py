@@ -23,8 +23,8 @@ from typing import Any, Literal
 import networkx as nx
 from netaddr import AddrFormatError, IPAddress, IPNetwork, IPSet
 
-from auditor.inventory import HostDef, Inventory, Medium, Role, Zone
-from probes.facts import HostFacts, Interface, Listener, Route
+from auditor.domain.facts import HostFacts, Interface, Listener, Route
+from auditor.domain.inventory import HostDef, Inventory, Medium, Role, Zone
 from topology.fields import family_universe
 from topology.firewall import Firewall
 from topology.intervals import V4_TOP, V6_TOP, AddressSet, contains, normalise

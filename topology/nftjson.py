@@ -18,6 +18,7 @@ from typing import Any
 
 from netaddr import AddrFormatError, IPAddress, IPNetwork, IPRange
 
+from auditor.domain.errors import AuditorError
 from topology.fields import (
     BYTE_TOP,
     CT_STATES,
@@ -36,7 +37,7 @@ from topology.intervals import AddressSet
 from topology.space import TOP, Constraint, Cube, split
 
 
-class UnsupportedError(Exception):
+class UnsupportedError(AuditorError):
     """An expression outside the modelled subset; the rule gets an unknown condition."""
 
 

@@ -22,14 +22,13 @@ from __future__ import annotations
 import weakref
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import lru_cache
 
 from netaddr import IPAddress, IPSet
 
-from auditor.findings import Hop
-from probes.facts import Listener
+from auditor.domain.facts import Listener
 from topology.fields import NO_DEVICE, NameSet, describe_ipset, ports, protos
 from topology.firewall import Flow, Hook, Verdict, apply_redirect, apply_source_nat
 from topology.graph import LOOPBACK, HostModel, RouteEntry, Topology
@@ -38,6 +37,28 @@ from topology.space import Constraint, Cube, PacketSpace, split
 
 #: Beyond this many host visits the search stops and the result says so.
 MAX_VISITS = 200_000
+
+
+class Direction(StrEnum):
+    """Where on a host a step of a path was decided."""
+
+    OUTPUT = "output"  #: the output hook, for packets the host sends
+    FORWARD = "forward"  #: the forward hook, for packets the host routes on
+    INPUT = "input"  #: the input hook, for packets delivered to the host
+    ROUTE = "route"  #: the routing decision
+    LINK = "link"  #: delivery on a network segment
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a path: the host, the segment the packet arrives from or leaves to, and the
+    rule text (and table/chain/handle) that decided. policies/ turns steps into findings' hops."""
+
+    host: str
+    network: str | None
+    direction: Direction
+    rule: str | None = None
+    rule_ref: str | None = None
 
 
 class Reachability(StrEnum):
@@ -50,7 +71,7 @@ class Reachability(StrEnum):
 class ReachPath:
     """Packets that take one path, the hops they pass, and where they end."""
 
-    hops: tuple[Hop, ...]
+    hops: tuple[Step, ...]
     space: PacketSpace  #: as the source sent them (before any translation)
     delivered: PacketSpace  #: as they arrive (after translations)
     certain: bool
@@ -79,7 +100,7 @@ class _Item:
     segment: str | None
     interface: str | None
     flows: tuple[Flow, ...]
-    hops: tuple[Hop, ...]
+    hops: tuple[Step, ...]
     via_gateway: bool = False
 
 
@@ -168,7 +189,7 @@ class _Search:
         seen += [f.cube for f in fresh]
         return fresh
 
-    def reach(self, hops: tuple[Hop, ...], flows: Iterable[Flow]) -> None:
+    def reach(self, hops: tuple[Step, ...], flows: Iterable[Flow]) -> None:
         """Record the flows whose (current) destination is in the destination set."""
         inside = [
             flow.narrowed(c)
@@ -241,7 +262,7 @@ class _Search:
                     f.doubtful("output dnat: the route is not recomputed") if f.nat else f
                     for f in accepted
                 ]
-                hop = _hop(host.name, self._segment_of(host, entry), "output", rules)
+                hop = _hop(host.name, self._segment_of(host, entry), Direction.OUTPUT, rules)
                 self.leave(host, entry, nat_doubt, (*hops, hop))
 
     def arrive_known(self, host: HostModel, item: _Item) -> None:
@@ -262,7 +283,7 @@ class _Search:
         self, host: HostModel, item: _Item, flows: list[Flow], pre_rules: _Rules
     ) -> None:
         for rules, accepted in _run(host, Hook.INPUT, flows):
-            hop = _hop(host.name, item.segment, "input", _joined(pre_rules, rules))
+            hop = _hop(host.name, item.segment, Direction.INPUT, _joined(pre_rules, rules))
             self.reach((*item.hops, hop), accepted)
 
     def forward(self, host: HostModel, item: _Item, flows: list[Flow], pre_rules: _Rules) -> None:
@@ -278,7 +299,10 @@ class _Search:
             out = [f for f in out if not f.cube.is_empty()]
             for rules, accepted in _run(host, Hook.FORWARD, out):
                 hop = _hop(
-                    host.name, self._segment_of(host, entry), "forward", _joined(pre_rules, rules)
+                    host.name,
+                    self._segment_of(host, entry),
+                    Direction.FORWARD,
+                    _joined(pre_rules, rules),
                 )
                 self.leave(host, entry, accepted, (*hops, hop))
 
@@ -291,19 +315,21 @@ class _Search:
         doubt = f"{host.name}: no facts collected, it may accept or forward anything"
         flows = [f.doubtful(doubt) for f in fresh]
         local, transit = _split_local(host, flows)
-        hop = Hop(host=host.name, network=item.segment, direction="input", rule="unknown")
+        hop = Step(host=host.name, network=item.segment, direction=Direction.INPUT, rule="unknown")
         self.reach((*item.hops, hop), local)
         may_forward = item.via_gateway or host.is_router
         if self.local_only or not transit or not may_forward:
             return
         for att in host.attachments:
-            fwd = Hop(host=host.name, network=att.segment, direction="forward", rule="unknown")
+            fwd = Step(
+                host=host.name, network=att.segment, direction=Direction.FORWARD, rule="unknown"
+            )
             self.spread(att.segment, transit, (*item.hops, fwd), sender=host.name)
 
     # -- leaving a host ----------------------------------------------------------------------
     def route(
-        self, host: HostModel, flows: Iterable[Flow], hops: tuple[Hop, ...]
-    ) -> list[tuple[list[Flow], RouteEntry | None, tuple[Hop, ...]]]:
+        self, host: HostModel, flows: Iterable[Flow], hops: tuple[Step, ...]
+    ) -> list[tuple[list[Flow], RouteEntry | None, tuple[Step, ...]]]:
         """Split flows by the route they take; None stands for "routes unknown"."""
         if host.routes is None:
             doubt = f"{host.name}: routes not collected"
@@ -323,7 +349,7 @@ class _Search:
         ]
 
     def leave(
-        self, host: HostModel, entry: RouteEntry | None, flows: list[Flow], hops: tuple[Hop, ...]
+        self, host: HostModel, entry: RouteEntry | None, flows: list[Flow], hops: tuple[Step, ...]
     ) -> None:
         """Postrouting (snat, masquerade), then onto the segment."""
         if not flows:
@@ -346,7 +372,7 @@ class _Search:
         segment: str | None,
         entry: RouteEntry,
         flows: list[Flow],
-        hops: tuple[Hop, ...],
+        hops: tuple[Step, ...],
     ) -> None:
         if segment is None:
             doubt = f"{host.name}: route {entry.describe()} leaves by an unknown segment"
@@ -362,12 +388,14 @@ class _Search:
             return
         self.enqueue(owner, segment, flows, hops, via_gateway=True)
 
-    def on_link(self, segment: str, flows: list[Flow], hops: tuple[Hop, ...]) -> None:
+    def on_link(self, segment: str, flows: list[Flow], hops: tuple[Step, ...]) -> None:
         """Delivered on a segment to the destination address itself."""
         prefix = self.topology.segment_addresses(segment)
         on_segment = _restrict(flows, Constraint({"daddr": prefix}))
         sender = hops[-1].host if hops else ""
-        link = Hop(host=sender, network=segment, direction="link", rule=f"delivered on {segment}")
+        link = Step(
+            host=sender, network=segment, direction=Direction.LINK, rule=f"delivered on {segment}"
+        )
         if not self.to_input:
             self.reach((*hops, link), on_segment)
         if not on_segment:
@@ -384,7 +412,7 @@ class _Search:
             self.enqueue(owner, segment, owned, hops)
 
     def spread(
-        self, segment: str, flows: list[Flow], hops: tuple[Hop, ...], sender: str = ""
+        self, segment: str, flows: list[Flow], hops: tuple[Step, ...], sender: str = ""
     ) -> None:
         """Routes unknown: on-link delivery, or through any host there that may forward."""
         self.on_link(segment, flows, hops)
@@ -397,7 +425,7 @@ class _Search:
         host: str,
         segment: str,
         flows: list[Flow],
-        hops: tuple[Hop, ...],
+        hops: tuple[Step, ...],
         *,
         via_gateway: bool = False,
     ) -> None:
@@ -457,9 +485,9 @@ def _joined(first: _Rules, second: _Rules) -> _Rules:
     return _Rules(first.texts + second.texts, first.refs + second.refs)
 
 
-def _hop(host: str, segment: str | None, direction: str, rules: _Rules) -> Hop:
+def _hop(host: str, segment: str | None, direction: Direction, rules: _Rules) -> Step:
     text = "; ".join(rules.texts) if rules.texts else "no base chain (accept)"
-    return Hop(
+    return Step(
         host=host,
         network=segment,
         direction=direction,
@@ -468,14 +496,14 @@ def _hop(host: str, segment: str | None, direction: str, rules: _Rules) -> Hop:
     )
 
 
-def _with_rules(hop: Hop, rules: _Rules) -> Hop:
+def _with_rules(hop: Step, rules: _Rules) -> Step:
     text = "; ".join(t for t in (hop.rule, *rules.texts) if t)
     ref = "; ".join(r for r in (hop.rule_ref, *rules.refs) if r) or None
-    return hop.model_copy(update={"rule": text, "rule_ref": ref})
+    return replace(hop, rule=text, rule_ref=ref)
 
 
-def _route_hop(host: str, segment: str | None, entry: RouteEntry) -> Hop:
-    return Hop(host=host, network=segment, direction="route", rule=entry.describe())
+def _route_hop(host: str, segment: str | None, entry: RouteEntry) -> Step:
+    return Step(host=host, network=segment, direction=Direction.ROUTE, rule=entry.describe())
 
 
 def _unknown_interface(host: HostModel) -> str:
@@ -561,7 +589,7 @@ def reach(
 ) -> ReachResult:
     """Which new connections from ``source`` reach an address in ``destinations``.
 
-    ``space`` narrows the kind of connection (default: CONTROLS.md's new connections, TCP,
+    ``space`` narrows the kind of connection (default: the new connections of docs/controls.md, TCP,
     UDP and ICMP echo, both families); the source addresses are always the host's own. A destination is
     reached when a packet is put on a segment where its destination address is on-link, or is
     accepted by the input hook of a host owning it; with ``to_input`` an on-link delivery to a

@@ -286,7 +286,7 @@ class PacketSpace:
 
     @classmethod
     def connection_attempts(cls, families: Iterable[int] = (4, 6)) -> PacketSpace:
-        """What CONTROLS.md calls a new connection: TCP, UDP, or an ICMP/ICMPv6 echo."""
+        """What docs/controls.md calls a new connection: TCP, UDP, or an ICMP/ICMPv6 echo."""
         new = frozenset({"new"})
         transport = Constraint({"ct": new, "proto": IntervalSet.of(255, [TCP, UDP])})
         echo4 = Constraint({"ct": new, "proto": IntervalSet.of(255, [ICMP]), "icmp_type": _ECHO4})

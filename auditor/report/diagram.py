@@ -26,8 +26,8 @@ from typing import Any
 
 import networkx as nx
 
-from auditor.findings import Finding, Hop
-from auditor.inventory import ORGANISATION_ROLES, Role, Zone
+from auditor.domain.findings import Finding, Hop
+from auditor.domain.inventory import ORGANISATION_ROLES, Role, Zone
 from topology.graph import Topology, host_node, segment_node
 
 COLUMN_WIDTH = 170

@@ -19,8 +19,8 @@ from typing import Any, Literal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from auditor.evidence import ArtifactRecord, object_path, parse_ref
-from auditor.findings import Finding, Status
+from auditor.domain.findings import Finding, Status
+from auditor.evidence.store import ArtifactRecord, object_path, parse_ref
 from auditor.report.diagram import overlays_for, render_svg
 from auditor.report.run import StoredRun, sorted_findings
 from policies.model import Control

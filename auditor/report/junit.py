@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
-from auditor.findings import Finding, Status
+from auditor.domain.findings import Finding, Status
 from auditor.report.run import StoredRun, sorted_findings
 
 JUNIT_FILE = "findings.junit.xml"

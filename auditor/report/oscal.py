@@ -25,8 +25,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from auditor.evidence import ArtifactRecord, object_path, parse_ref
-from auditor.findings import Finding, Status
+from auditor.domain.findings import Finding, Status
+from auditor.evidence.store import ArtifactRecord, object_path, parse_ref
 from auditor.report.run import (
     FINDINGS_FILE,
     INVENTORY_COPY,

@@ -16,13 +16,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from auditor.evidence import MANIFEST_FILE, ArtifactRecord, EvidenceError, EvidenceStore
-from auditor.findings import Finding, FindingsDocument, Status
-from auditor.inventory import Inventory, load_inventory
-from auditor.results import read_findings
-from auditor.yamlsource import SourceError
+from auditor.domain.errors import AuditorError
+from auditor.domain.facts import HostFacts
+from auditor.domain.findings import Finding, FindingsDocument, Status, read_findings
+from auditor.domain.inventory import Inventory, load_inventory
+from auditor.domain.yamlsource import SourceError
+from auditor.evidence.store import MANIFEST_FILE, ArtifactRecord, EvidenceError, EvidenceStore
 from policies.model import Control, Framework, load_controls, load_framework
-from probes.facts import HostFacts
 from topology.graph import Topology
 
 FINDINGS_FILE = "findings.json"
@@ -31,7 +31,7 @@ FACTS_FILE = "facts.json"
 INVENTORY_COPY = "inventory.yaml"
 
 
-class RunReadError(Exception):
+class RunReadError(AuditorError):
     """The folder is not a run that can be reported on (no readable findings.json)."""
 
 

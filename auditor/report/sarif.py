@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from auditor.evidence import object_path
-from auditor.findings import Finding, Hop, Status
+from auditor.domain.findings import Finding, Hop, Status
+from auditor.evidence.store import object_path
 from auditor.report.run import StoredRun, sorted_findings, utc_timestamp
 from policies.model import Control
 

@@ -3,5 +3,5 @@
 ``schedule`` says when to run, ``state`` keeps the runs under a state folder (markers, the
 overlap lock, retention), ``drift`` compares two runs' verdicts, ``alerts`` tells someone,
 ``metrics`` writes the Prometheus textfile, ``diff`` explains what changed in the topology and
-``watcher`` ties one run together. The CLI (``auditor.watch_cli``) only parses arguments.
+``watcher`` ties one run together. The CLI (``auditor.cli.watch``) only parses arguments.
 """

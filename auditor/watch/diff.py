@@ -23,16 +23,16 @@ from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
-from auditor.findings import Finding, FindingsDocument, Hop
-from auditor.inventory import Inventory, Role, load_inventory
-from auditor.results import read_findings
+from auditor.domain.attempts import Attempt
+from auditor.domain.errors import AuditorError
+from auditor.domain.facts import HostFacts
+from auditor.domain.findings import Finding, FindingsDocument, Hop, read_findings
+from auditor.domain.inventory import Inventory, Role, load_inventory
+from auditor.domain.yamlsource import SourceError
 from auditor.watch.drift import Change, compute_changes
 from auditor.watch.state import FACTS_FILE, FINDINGS_FILE, INVENTORY_COPY, MARKER_FILE, RunRecord
-from auditor.yamlsource import SourceError
-from policies.checks.paths import external_addresses, outside_segments
 from policies.context import AuditContext
-from probes.base import Attempt
-from probes.facts import HostFacts
+from policies.support.paths import external_addresses, hops_of, outside_segments
 from topology.graph import Topology
 from topology.reach import ReachPath, inbound, reach
 
@@ -58,7 +58,7 @@ _LEAVING = frozenset({"route", "output", "forward", "link"})
 _FACTS = TypeAdapter(dict[str, HostFacts])
 
 
-class RunNotFoundError(Exception):
+class RunNotFoundError(AuditorError):
     pass
 
 
@@ -280,7 +280,8 @@ def model_paths(ctx: AuditContext, control: str, host: str) -> dict[tuple[str, .
             found += inbound(ctx.topology, host, segment).paths
     paths: dict[tuple[str, ...], ModelPath] = {}
     for path in found:
-        signature = path_signature(path.hops)
+        hops = tuple(hops_of(path))
+        signature = path_signature(hops)
         packets = tuple(path.space.describe()[:4])
         reasons = tuple(path.reasons[:3])
         certain = path.certain
@@ -290,7 +291,7 @@ def model_paths(ctx: AuditContext, control: str, host: str) -> dict[tuple[str, .
             packets = tuple(dict.fromkeys(known.packets + packets))[:6]
             reasons = tuple(dict.fromkeys(known.reasons + reasons))[:3]
             certain = certain or known.certain
-        paths[signature] = ModelPath(signature, path.hops, packets, certain, reasons)
+        paths[signature] = ModelPath(signature, hops, packets, certain, reasons)
     return paths
 
 

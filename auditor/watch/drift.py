@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from auditor.findings import Finding, FindingsDocument, Status
+from auditor.domain.findings import Finding, FindingsDocument, Status
 
 
 class Change(BaseModel):

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from auditor.findings import FindingsDocument, Status
-from auditor.results import write_text_atomically
+from auditor.domain.files import write_text_atomically
+from auditor.domain.findings import FindingsDocument, Status
 from auditor.watch.state import RunRecord, RunState
 
 PREFIX = "auditor_watch"

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol
 
+from auditor.domain.errors import AuditorError
+
 _DURATION_PART = re.compile(r"(\d+)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-class ScheduleError(ValueError):
+class ScheduleError(AuditorError, ValueError):
     """A duration or cron expression that cannot be used, with the reason."""
 
 

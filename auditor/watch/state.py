@@ -31,7 +31,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
-from auditor.results import write_text_atomically
+from auditor.domain.errors import AuditorError
+from auditor.domain.files import write_text_atomically
 
 MARKER_FILE = "watch-run.json"
 INVENTORY_COPY = "watch-inventory.yaml"
@@ -67,7 +68,7 @@ class RunRecord(BaseModel):
     alert_results: list[str] = Field(default_factory=list)
 
 
-class LockHeldError(Exception):
+class LockHeldError(AuditorError):
     """Another process is running an audit in this state folder."""
 
     def __init__(self, holder: str) -> None:

@@ -5,7 +5,7 @@ A run, under the state folder's lock:
 1. runs a previous process left marked ``running`` are marked ``interrupted``; finished runs
    whose drift or alerts were not recorded (a crash between two steps) are completed now;
 2. the run's folder and its ``running`` marker are written, and the inventory copied beside;
-3. the audit runs (``auditor.audit.run_audit``) and writes findings.json and the evidence;
+3. the audit runs (``auditor.audit.orchestrator.run_audit``) and writes findings.json and the evidence;
 4. the marker becomes ``finished`` (or ``failed``), atomically;
 5. its verdicts are compared with the last finished run's, changes appended to drift.jsonl;
 6. alerts are sent for the changes; metrics written; old runs pruned.
@@ -28,9 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from auditor.audit import new_run_id
-from auditor.findings import FindingsDocument
-from auditor.results import read_findings
+from auditor.audit.observer import AuditObserver
+from auditor.audit.orchestrator import new_run_id
+from auditor.domain.errors import AuditorError
+from auditor.domain.findings import FindingsDocument, read_findings
 from auditor.watch.alerts import AlertContext, Alerter, Delivery, send_alerts
 from auditor.watch.drift import (
     Change,
@@ -58,7 +59,7 @@ log = logging.getLogger(__name__)
 _MAX_NAP = 30.0
 
 
-class AuditCannotRunError(Exception):
+class AuditCannotRunError(AuditorError):
     """The audit refused to start (bad inventory, nothing in scope, unwritable folder)."""
 
 
@@ -305,18 +306,20 @@ def _ticks_between(schedule: Schedule, tick: datetime, after: datetime) -> int:
     return missed
 
 
-def real_audit(capture_seconds: float, network_probes: bool = True) -> AuditRunner:
-    """The real audit (``auditor.audit.run_audit``), reporting progress on stderr."""
+def real_audit(
+    capture_seconds: float, observer: AuditObserver, network_probes: bool = True
+) -> AuditRunner:
+    """The real audit (``auditor.audit.orchestrator.run_audit``), reporting to ``observer``
+    (the command line's shows progress on stderr)."""
 
     def run(inventory: Path, out_dir: Path) -> None:
-        from auditor.audit import AuditError, AuditOptions, run_audit
-        from auditor.observer import ConsoleObserver
-        from auditor.terminal import make_console
-        from auditor.yamlsource import SourceError
+        from auditor.audit.options import AuditOptions
+        from auditor.audit.orchestrator import AuditError, run_audit
+        from auditor.domain.yamlsource import SourceError
 
         options = AuditOptions(link_capture_seconds=capture_seconds, network_probes=network_probes)
         try:
-            run_audit(inventory, out_dir, ConsoleObserver(make_console(stderr=True)), options)
+            run_audit(inventory, out_dir, observer, options)
         except (AuditError, SourceError) as exc:
             raise AuditCannotRunError(str(exc)) from exc
 

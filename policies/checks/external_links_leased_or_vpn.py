@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from netaddr import IPSet
 
-from auditor.findings import Finding, Hop, Judgement, Status
-from auditor.inventory import Medium
-from policies.checks.common import Outcome, inconclusive, judge_each
-from policies.checks.paths import fact_evidence, missing_routing_facts
+from auditor.domain.findings import Finding, Hop, Judgement, Status
+from auditor.domain.inventory import Medium
 from policies.context import AuditContext
 from policies.model import Control
+from policies.support.common import Outcome, inconclusive, judge_each
+from policies.support.paths import fact_evidence, missing_routing_facts
 
 ACCEPTED = (Medium.LEASED_LINE, Medium.IP_VPN)
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from netaddr import IPAddress
 
-from auditor.findings import Finding, Judgement, Status
-from policies.checks.common import Outcome, inconclusive, judge_each
+from auditor.domain.findings import Finding, Judgement, Status
 from policies.context import AuditContext
 from policies.empirical import DiscoveryObservation
 from policies.model import Control
+from policies.support.common import Outcome, inconclusive, judge_each
 
 
 def check(ctx: AuditContext, control: Control) -> list[Finding]:

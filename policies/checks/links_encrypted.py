@@ -11,19 +11,19 @@ from __future__ import annotations
 
 from netaddr import IPAddress, IPSet
 
-from auditor.findings import Finding, Judgement, Status
-from policies.checks.common import Outcome, judge_each
-from policies.checks.paths import (
+from auditor.domain.facts import HostFacts, Listener
+from auditor.domain.findings import Finding, Judgement, Status
+from policies.context import AuditContext
+from policies.empirical import Flow
+from policies.model import Control
+from policies.support.common import Outcome, judge_each
+from policies.support.paths import (
     Side,
     Wording,
     fact_evidence,
     missing_routing_facts,
     two_sided_outcome,
 )
-from policies.context import AuditContext
-from policies.empirical import Flow
-from policies.model import Control
-from probes.facts import HostFacts, Listener
 from topology.reach import Reachability, listener_exposure
 
 ENCRYPTED_KINDS = frozenset({"wireguard", "ipsec", "openvpn", "ssh", "tls"})

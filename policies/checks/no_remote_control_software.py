@@ -18,12 +18,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from auditor.findings import Finding, Status
-from auditor.yamlsource import load_model
-from policies.checks.common import Outcome, inconclusive, judge_each
+from auditor.domain.facts import HostFacts, Listener, Process
+from auditor.domain.findings import Finding, Status
+from auditor.domain.yamlsource import load_model
 from policies.context import AuditContext
 from policies.model import Control
-from probes.facts import HostFacts, Listener, Process
+from policies.support.common import Outcome, inconclusive, judge_each
 
 #: Linux keeps the first 15 characters of an executable's name (TASK_COMM_LEN - 1).
 COMM_LENGTH = 15

@@ -26,13 +26,13 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from auditor.findings import Finding, Status
-from policies.checks.common import Outcome, inconclusive, judge_each
-from policies.checks.criteria import Criterion, Line, any_of
-from policies.checks.privileged_commands import auditd_route, pam_tty_audit_route
+from auditor.domain.facts import HostFacts
+from auditor.domain.findings import Finding, Status
 from policies.context import AuditContext
 from policies.model import Control
-from probes.facts import HostFacts
+from policies.support.common import Outcome, inconclusive, judge_each
+from policies.support.criteria import Criterion, Line, any_of
+from policies.support.privileged_commands import auditd_route, pam_tty_audit_route
 
 JOURNALD_CONF = "/etc/systemd/journald.conf"
 JOURNALD_DROPINS = "/etc/systemd/journald.conf.d"

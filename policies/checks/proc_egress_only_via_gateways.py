@@ -8,12 +8,12 @@ egress attempts — and the networks it shares with those servers must be dedica
 
 from __future__ import annotations
 
-from auditor.findings import Finding, Status
-from auditor.inventory import Medium, Role
-from policies.checks.common import Outcome, judge_each
+from auditor.domain.findings import Finding, Status
+from auditor.domain.inventory import Medium, Role
 from policies.checks.recv_no_outbound import judge_outward
 from policies.context import AuditContext
 from policies.model import Control
+from policies.support.common import Outcome, judge_each
 
 
 def check(ctx: AuditContext, control: Control) -> list[Finding]:

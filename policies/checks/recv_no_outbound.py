@@ -7,9 +7,11 @@ external network it touches, show nothing leaving. A pass needs both.
 
 from __future__ import annotations
 
-from auditor.findings import Finding, Judgement, Status
-from policies.checks.common import Outcome, judge_each
-from policies.checks.paths import (
+from auditor.domain.findings import Finding, Judgement, Status
+from policies.context import AuditContext
+from policies.model import Control
+from policies.support.common import Outcome, judge_each
+from policies.support.paths import (
     Side,
     Wording,
     empirical_egress,
@@ -17,8 +19,6 @@ from policies.checks.paths import (
     model_outbound,
     two_sided_outcome,
 )
-from policies.context import AuditContext
-from policies.model import Control
 
 
 def check(ctx: AuditContext, control: Control) -> list[Finding]:

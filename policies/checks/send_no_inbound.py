@@ -7,11 +7,11 @@ those external networks find no open port. A pass needs both.
 
 from __future__ import annotations
 
-from auditor.findings import Finding
-from policies.checks.common import Outcome, judge_each
-from policies.checks.paths import Wording, empirical_inbound, model_inbound, two_sided_outcome
+from auditor.domain.findings import Finding
 from policies.context import AuditContext
 from policies.model import Control
+from policies.support.common import Outcome, judge_each
+from policies.support.paths import Wording, empirical_inbound, model_inbound, two_sided_outcome
 
 
 def check(ctx: AuditContext, control: Control) -> list[Finding]:

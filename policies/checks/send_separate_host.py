@@ -6,13 +6,13 @@ address. A pass needs the identities of every receiving, processing and sending 
 
 from __future__ import annotations
 
-from auditor.findings import Finding, Status
-from auditor.inventory import Role
-from policies.checks.common import Outcome, inconclusive, judge_each
-from policies.checks.paths import fact_error, fact_evidence
+from auditor.domain.facts import HostFacts
+from auditor.domain.findings import Finding, Status
+from auditor.domain.inventory import Role
 from policies.context import AuditContext
 from policies.model import Control
-from probes.facts import HostFacts
+from policies.support.common import Outcome, inconclusive, judge_each
+from policies.support.paths import fact_error, fact_evidence
 
 
 def check(ctx: AuditContext, control: Control) -> list[Finding]:

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from auditor.findings import Finding, Status
-from policies.checks.common import Outcome, inconclusive, judge_each
+from auditor.domain.facts import HostFacts
+from auditor.domain.findings import Finding, Status
 from policies.context import AuditContext
 from policies.model import Control
-from probes.facts import HostFacts
+from policies.support.common import Outcome, inconclusive, judge_each
 from probes.parsers import ParseError
 from probes.windows import (
     CLASS_LABELS,

@@ -17,12 +17,19 @@ from __future__ import annotations
 
 from functools import cache
 
-from auditor.findings import Finding, Hop, Judgement, Status
-from auditor.inventory import HostDef
-from policies.checks.common import Outcome, judge_each
-from policies.checks.paths import Side, Wording, fact_error, fact_evidence, two_sided_outcome
+from auditor.domain.findings import Finding, Hop, Judgement, Status
+from auditor.domain.inventory import HostDef
 from policies.context import AuditContext
 from policies.model import Control
+from policies.support.common import Outcome, judge_each
+from policies.support.paths import (
+    Side,
+    Wording,
+    fact_error,
+    fact_evidence,
+    hops_of,
+    two_sided_outcome,
+)
 from topology.fields import NameSet
 from topology.firewall import Firewall, Hook, Verdict
 from topology.firewall import Outcome as FirewallOutcome
@@ -181,7 +188,7 @@ def undeclared_exposure(ctx: AuditContext, host: str) -> Side:
         if result.reachable is Reachability.YES:
             certain.append(text)
             if not path and result.paths:
-                path = list(result.paths[0].hops)
+                path = hops_of(result.paths[0])
         else:
             uncertain.append(text + " (uncertain)")
     if certain:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from auditor.domain.errors import AuditorError
 
-class ParseError(Exception):
+
+class ParseError(AuditorError):
     """Output of ``tool`` is not in the expected form.
 
     ``line`` is the 1-based line of the text where the problem is (for JSON, the line of the

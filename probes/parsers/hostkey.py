@@ -7,7 +7,7 @@ import binascii
 import hashlib
 import struct
 
-from probes.facts import HostKey
+from auditor.domain.facts import HostKey
 from probes.parsers.errors import ParseError
 
 _TOOL = "ssh host key"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Literal
 
-from probes.facts import Interface, InterfaceAddress, PolicyRule, Route
+from auditor.domain.facts import Interface, InterfaceAddress, PolicyRule, Route
 from probes.parsers.errors import (
     ParseError,
     expect_list_of_objects,

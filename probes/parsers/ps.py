@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from probes.facts import Process
+from auditor.domain.facts import Process
 from probes.parsers.errors import ParseError
 
 _TOOL = "ps"

@@ -6,7 +6,7 @@ import ipaddress
 import re
 from typing import Literal
 
-from probes.facts import Listener
+from auditor.domain.facts import Listener
 from probes.parsers.errors import ParseError
 
 _TOOL = "ss -tulnp"

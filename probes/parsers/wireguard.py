@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from probes.facts import WireguardInterface, WireguardPeer
+from auditor.domain.facts import WireguardInterface, WireguardPeer
 from probes.parsers.errors import ParseError
 
 _KEY = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")

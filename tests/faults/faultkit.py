@@ -24,10 +24,10 @@ from typing import Any
 
 import yaml
 
-from auditor.evidence import ArtifactRecord, connect_read_only, read_raw_rows, record_from_row
-from auditor.lab.podman import podman
-from auditor.lab.runtime import LabState
-from auditor.verify import VerificationReport, verify_run
+from auditor.evidence.store import ArtifactRecord, connect_read_only, read_raw_rows, record_from_row
+from auditor.evidence.verify import VerificationReport, verify_run
+from lab.podman import podman
+from lab.runtime import LabState
 
 AUDITOR = [sys.executable, "-m", "auditor"]
 INDEX = Path("evidence") / "index.sqlite"

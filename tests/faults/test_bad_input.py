@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from auditor.cli import app
+from auditor.cli.main import app
 
 DATA = Path(__file__).parents[1] / "data" / "inventory"
 MINIMAL = (DATA / "minimal.yaml").read_text(encoding="utf-8")
@@ -91,7 +91,7 @@ def test_missing_inventory_file_is_refused(tmp_path: Path) -> None:
 
 def test_the_lab_inventory_copy_is_accepted_by_the_loader(tmp_path: Path) -> None:
     # The negative control: the same loader accepts the unedited reference inventory.
-    from auditor.inventory import load_inventory
+    from auditor.domain.inventory import load_inventory
 
     shutil.copy(DATA / "lab.yaml", tmp_path / "inventory.yaml")
     assert load_inventory(tmp_path / "inventory.yaml").hosts

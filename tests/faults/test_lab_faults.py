@@ -27,9 +27,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from auditor.evidence import ArtifactRecord
-from auditor.lab.podman import podman
-from auditor.lab.runtime import LabState
+from auditor.evidence.store import ArtifactRecord
+from lab.podman import podman
+from lab.runtime import LabState
 from probes.parsers.hostkey import fingerprint_sha256
 from tests.conftest import LabSession
 from tests.faults import faultkit as fk

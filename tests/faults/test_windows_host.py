@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.lab.runtime import LabState
+from lab.runtime import LabState
 from tests.faults import faultkit as fk
 
 pytestmark = pytest.mark.lab

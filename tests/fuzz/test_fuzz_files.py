@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from auditor.lab.scenario import load_scenario
-from auditor.yamlsource import SourceError
+from auditor.domain.yamlsource import SourceError
+from lab.scenario import load_scenario
 from probes.scanner import NmapParseError, parse_nmap_xml
 
 ROOT = Path(__file__).parents[2]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import paramiko
 
-from auditor.lab.podman import podman
-from auditor.lab.runtime import LabState
+from lab.podman import podman
+from lab.runtime import LabState
 
 ORGANISATION_SSH = {
     "recv-srv": "10.98.21.20",

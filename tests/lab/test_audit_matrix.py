@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from auditor.inventory import load_inventory
-from auditor.lab.runtime import LabState
-from auditor.verify import verify_run
+from auditor.domain.inventory import load_inventory
+from auditor.evidence.verify import verify_run
+from lab.runtime import LabState
 from policies.registry import evaluate_all
 from policies.snapshot import OBSERVATIONS_FILE, read_observations, restore_context
 from tests.lab_scenarios import SCENARIOS, expected_failures, verdicts_of

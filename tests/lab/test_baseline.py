@@ -9,7 +9,12 @@ from pathlib import Path
 
 import paramiko
 import pytest
-from labtools import (
+
+from auditor.domain.inventory import Role, load_inventory
+from lab import guard
+from lab.keys import new_ssh_key
+from lab.runtime import LabState, handshakes
+from tests.lab.labtools import (
     ORGANISATION_SSH,
     assert_delivered_end_to_end,
     run_in,
@@ -17,11 +22,6 @@ from labtools import (
     ssh_run,
     tcp_connects,
 )
-
-from auditor.inventory import Role, load_inventory
-from auditor.lab import guard
-from auditor.lab.keys import new_ssh_key
-from auditor.lab.runtime import LabState, handshakes
 
 pytestmark = pytest.mark.lab
 
@@ -141,7 +141,7 @@ def test_only_office_pc_has_a_default_route(lab: LabState) -> None:
 
 
 def _bridge_of(network: str) -> str:
-    from auditor.lab.podman import podman
+    from lab.podman import podman
 
     return podman(
         "network", "inspect", f"lab-{network}", "--format", "{{.NetworkInterface}}"

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from auditor.evidence import EvidenceStore
-from auditor.findings import Finding, Status
-from auditor.inventory import load_inventory
-from auditor.lab.runtime import LabState
-from auditor.network import NetworkProbes, audit_scan_profile
-from auditor.observer import SilentObserver
-from auditor.scope import ScopeGuard
+from auditor.audit.network import NetworkProbes, audit_scan_profile
+from auditor.audit.observer import SilentObserver
+from auditor.audit.scope import ScopeGuard
+from auditor.domain.findings import Finding, Status
+from auditor.domain.inventory import load_inventory
+from auditor.evidence.store import EvidenceStore
+from lab.runtime import LabState
 from policies.context import AuditContext
 from policies.model import load_controls
 from policies.registry import CHECKS

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from auditor.cli import app
-from auditor.inventory import Inventory
-from auditor.lab.labinventory import inventory_document
-from auditor.lab.paths import SCENARIOS_DIR
-from auditor.lab.plan import make_plan
-from auditor.lab.scenario import load_scenario, merge_patch
-from auditor.yamlsource import SourceError
+from auditor.cli.main import app
+from auditor.domain.inventory import Inventory
+from auditor.domain.yamlsource import SourceError
+from lab.baseline import merge_patch
+from lab.labinventory import inventory_document
+from lab.paths import SCENARIOS_DIR
+from lab.plan import make_plan
+from lab.scenario import load_scenario
 
 
 def _scenario(tmp_path: Path, text: str, files: dict[str, str] | None = None) -> Path:

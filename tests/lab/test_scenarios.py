@@ -5,7 +5,11 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from labtools import (
+
+from lab.podman import podman
+from lab.runtime import LabState
+from lab.scenario import load_scenario
+from tests.lab.labtools import (
     ORGANISATION_SSH,
     assert_delivered_end_to_end,
     run_in,
@@ -14,10 +18,6 @@ from labtools import (
     tcp_connects,
     wait_for,
 )
-
-from auditor.lab.podman import podman
-from auditor.lab.runtime import LabState
-from auditor.lab.scenario import load_scenario
 
 pytestmark = pytest.mark.lab
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from auditor.lab import guard, runtime
-from auditor.lab.runtime import LabState
+from lab import guard, runtime
+from lab.runtime import LabState
 
 
 @pytest.mark.lab

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from labtools import run_in
 
-from auditor.lab.runtime import LabState
-from auditor.results import read_findings
+from auditor.domain.findings import read_findings
 from auditor.watch.drift import Change, read_changes
 from auditor.watch.state import RunRecord, RunState, StateDir
+from lab.runtime import LabState
+from tests.lab.labtools import run_in
 
 pytestmark = pytest.mark.lab
 
@@ -99,7 +99,7 @@ def loopback() -> Iterator[Loopback]:
 
 def _watch_cli(*args: str) -> list[str]:
     # The watch commands' own entry point; `auditor watch` is the same once registered.
-    return [sys.executable, "-m", "auditor.watch_cli", *args]
+    return [sys.executable, "-m", "auditor.cli.watch", *args]
 
 
 def _start_watch(

@@ -11,18 +11,14 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data" / "runs"))
-
-import sample_runs
-
 from auditor.report import render_reports
 from auditor.report.html import anchor_for
 from policies.model import load_controls
+from tests.data.runs import sample_runs
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 SAFE_FLAGS = (

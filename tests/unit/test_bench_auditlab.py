@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from auditor.audit import AuditResult
-from auditor.findings import Finding, Status
+from auditor.audit.orchestrator import AuditResult
+from auditor.domain.findings import Finding, Status
 from bench.auditlab import unexpected_findings
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from auditor.inventory import Inventory, SshAccess
-from auditor.scope import ScopeGuard
+from auditor.audit.scope import ScopeGuard
+from auditor.domain.inventory import Inventory, SshAccess
 from bench.collection import (
     IPV4,
     IPV6,

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from auditor import evidence
-from auditor.evidence import (
+from auditor.domain.protocols import EvidenceSink
+from auditor.evidence import store as evidence
+from auditor.evidence.store import (
     INDEX_FILE,
     MANIFEST_FILE,
     TMP_DIR,
@@ -30,8 +31,7 @@ from auditor.evidence import (
     next_chain,
     object_path,
 )
-from auditor.verify import verify_run
-from probes.sink import EvidenceSink
+from auditor.evidence.verify import verify_run
 
 T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 T1 = T0 + timedelta(seconds=2)

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_evidence import add
 
-from auditor import evidence
-from auditor.evidence import OBJECTS_DIR, EvidenceStore, EvidenceWriteError, object_path
-from auditor.verify import verify_run
+from auditor.evidence import store as evidence
+from auditor.evidence.store import OBJECTS_DIR, EvidenceStore, EvidenceWriteError, object_path
+from auditor.evidence.verify import verify_run
+from tests.unit.test_evidence import add
 
 DISK_FULL = "database or disk is full"
 

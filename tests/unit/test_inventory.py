@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from netaddr import IPAddress
 
-from auditor.inventory import Inventory, Medium, Role, SourceError, Zone, load_inventory
+from auditor.domain.inventory import Inventory, Medium, Role, SourceError, Zone, load_inventory
 
 DATA = Path(__file__).parents[1] / "data" / "inventory"
 LAB = DATA / "lab.yaml"

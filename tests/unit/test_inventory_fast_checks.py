@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from netaddr import IPAddress, IPNetwork, IPSet
 
-from auditor.inventory import Inventory, Role, Scope, earlier_overlaps, load_inventory
+from auditor.domain.inventory import Inventory, Role, Scope, earlier_overlaps, load_inventory
 
 LAB = Path(__file__).parents[1] / "data" / "inventory" / "lab.yaml"
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from netaddr import IPAddress, IPNetwork
 
-from auditor.inventory import AddressIndex
+from auditor.domain.inventory import AddressIndex
 
 prefixes = st.one_of(
     st.builds(

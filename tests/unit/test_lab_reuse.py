@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from auditor.lab.guard import same_segment_handles
-from auditor.lab.paths import HOSTS_DIR, SUDOERS_DIR
-from auditor.lab.plan import collection_clone, known_hosts_line, make_plan
-from auditor.lab.scenario import scenario_or_baseline
+from lab.guard import same_segment_handles
+from lab.paths import HOSTS_DIR, SUDOERS_DIR
+from lab.plan import collection_clone, known_hosts_line, make_plan
+from lab.scenario import scenario_or_baseline
 
 LISTING = """table inet auditor_lab_guard {
 \tchain same_segment { # handle 1

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa, x25519
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditor.redact import (
+from auditor.evidence.redact import (
     _AUTH_HEADER,
     _CRYPT_HASH,
     _GRUB_HASH,

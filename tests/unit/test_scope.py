@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from netaddr import IPAddress
 
-from auditor.inventory import Scope, load_inventory
-from auditor.scope import OutOfScopeError, ScopeGuard
+from auditor.audit.scope import OutOfScopeError, ScopeGuard
+from auditor.domain.inventory import Scope, load_inventory
 
 LAB = Path(__file__).parents[1] / "data" / "inventory" / "lab.yaml"
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from netaddr import IPNetwork
 
-from auditor.findings import Finding, Status
-from auditor.inventory import load_inventory
+from auditor.domain.findings import Finding, Status
+from auditor.domain.inventory import load_inventory
 
 # bench/ is a top-level package of the repository, not an installed one.
 sys.path.insert(0, str(Path(__file__).parents[2]))

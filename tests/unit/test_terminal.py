@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from auditor.terminal import PLAIN_WIDTH, clean, make_console, say, untrusted
+from auditor.cli.terminal import PLAIN_WIDTH, clean, make_console, say, untrusted
 
 AUDITOR = [sys.executable, "-m", "auditor"]
 

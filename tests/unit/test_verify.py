@@ -17,7 +17,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from auditor.evidence import (
+from auditor.cli.exitcodes import ExitCode
+from auditor.cli.verify import register
+from auditor.evidence.store import (
     INDEX_FILE,
     MANIFEST_FILE,
     TMP_DIR,
@@ -27,9 +29,7 @@ from auditor.evidence import (
     next_chain,
     object_path,
 )
-from auditor.exitcodes import ExitCode
-from auditor.verify import Problem, VerificationReport, verify_run
-from auditor.verify_cli import register
+from auditor.evidence.verify import Problem, VerificationReport, verify_run
 
 RUN_ID = "run-verify-test"
 T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -295,7 +295,7 @@ KILLED_WRITER = textwrap.dedent(
     import sys, os
     from datetime import UTC, datetime
     from pathlib import Path
-    from auditor.evidence import EvidenceStore
+    from auditor.evidence.store import EvidenceStore
 
     store = EvidenceStore.create(Path(sys.argv[1]), "killed-run")
     n = 0
@@ -347,7 +347,7 @@ def cli() -> typer.Typer:
 
     @app.callback()
     def root() -> None:
-        """A root with a callback keeps ``verify`` a named subcommand, as in auditor.cli."""
+        """A root with a callback keeps ``verify`` a named subcommand, as in auditor.cli.main."""
 
     return app
 

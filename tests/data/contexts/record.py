@@ -27,11 +27,11 @@ REPOSITORY = Path(__file__).resolve().parents[3]
 if str(REPOSITORY) not in sys.path:
     sys.path.insert(0, str(REPOSITORY))
 
-from auditor.audit import run_audit  # noqa: E402
-from auditor.findings import Finding  # noqa: E402
-from auditor.inventory import load_inventory  # noqa: E402
-from auditor.lab import runtime  # noqa: E402
-from auditor.observer import SilentObserver  # noqa: E402
+from auditor.audit.observer import SilentObserver  # noqa: E402
+from auditor.audit.orchestrator import run_audit  # noqa: E402
+from auditor.domain.findings import Finding  # noqa: E402
+from auditor.domain.inventory import load_inventory  # noqa: E402
+from lab import runtime  # noqa: E402
 from policies.registry import evaluate_all  # noqa: E402
 from policies.snapshot import OBSERVATIONS_FILE, read_observations, restore_context  # noqa: E402
 from tests.lab_scenarios import (  # noqa: E402

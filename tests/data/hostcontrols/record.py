@@ -15,9 +15,9 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from auditor.inventory import load_inventory
-from auditor.lab import runtime
-from auditor.scope import ScopeGuard
+from auditor.audit.scope import ScopeGuard
+from auditor.domain.inventory import load_inventory
+from lab import runtime
 from probes.host_collector import collect_inventory
 
 HERE = Path(__file__).parent

@@ -18,11 +18,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from auditor.evidence import EvidenceStore
-from auditor.findings import Finding, FindingsDocument, Hop, Judgement, RunInfo, Status
-from auditor.results import write_findings
+from auditor.domain.facts import HostFacts, Interface, InterfaceAddress
+from auditor.domain.findings import (
+    Finding,
+    FindingsDocument,
+    Hop,
+    Judgement,
+    RunInfo,
+    Status,
+    write_findings,
+)
+from auditor.evidence.store import EvidenceStore
 from policies.model import load_controls, load_framework
-from probes.facts import HostFacts, Interface, InterfaceAddress
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.yamlsource import SourceError
+from auditor.domain.yamlsource import SourceError
 from policies.model import Control, load_control_file, load_controls, load_framework
 from policies.registry import CHECKS
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from policies.checks.paths import attempts_by_protocol
 from policies.empirical import EgressAttempt, EgressObservation
+from policies.support.paths import attempts_by_protocol
 
 
 def attempt(proto: str, executed: bool, outcome: str) -> EgressAttempt:

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from auditor.findings import Status
-from auditor.inventory import load_inventory
+from auditor.domain.attempts import Attempt, ErrorReason
+from auditor.domain.facts import HostFacts
+from auditor.domain.findings import Status
+from auditor.domain.inventory import load_inventory
 from policies.checks import unauthorized_access_prevention as access
 from policies.context import AuditContext
 from policies.empirical import OpenPort, ScanObservation
 from policies.model import load_controls
-from probes.base import Attempt, ErrorReason
-from probes.facts import HostFacts
 from topology.firewall import Firewall
 from topology.graph import Topology
 

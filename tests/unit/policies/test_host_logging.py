@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from auditor.findings import Status
-from auditor.inventory import load_inventory
+from auditor.domain.attempts import Attempt
+from auditor.domain.facts import HostFacts, Process
+from auditor.domain.findings import Status
+from auditor.domain.inventory import load_inventory
 from policies.checks import operation_logging as logging_check
 from policies.context import AuditContext
 from policies.model import load_controls
-from probes.base import Attempt
-from probes.facts import HostFacts, Process
+from policies.support.criteria import Criterion
 
 DATA = Path(__file__).parents[2] / "data"
 HOSTCONTROLS = DATA / "hostcontrols"
@@ -34,7 +35,7 @@ def lab_context(scenario: str) -> AuditContext:
     return AuditContext(inventory=inventory, collection=collection)
 
 
-def by_name(criteria: list[logging_check.Criterion]) -> dict[str, logging_check.Criterion]:
+def by_name(criteria: list[Criterion]) -> dict[str, Criterion]:
     return {c.name: c for c in criteria}
 
 

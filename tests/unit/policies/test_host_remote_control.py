@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from auditor.findings import Status
-from auditor.inventory import load_inventory
-from auditor.yamlsource import SourceError
+from auditor.domain.attempts import Attempt
+from auditor.domain.facts import HostFacts, Listener, Process
+from auditor.domain.findings import Status
+from auditor.domain.inventory import load_inventory
+from auditor.domain.yamlsource import SourceError
 from policies.checks import no_remote_control_software as remote
 from policies.context import AuditContext
 from policies.model import load_controls
-from probes.base import Attempt
-from probes.facts import HostFacts, Listener, Process
 
 DATA = Path(__file__).parents[2] / "data"
 HOSTCONTROLS = DATA / "hostcontrols"

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from auditor.findings import Status
-from auditor.inventory import Inventory, load_inventory
+from auditor.domain.attempts import Attempt, ErrorReason
+from auditor.domain.facts import HostFacts, Process
+from auditor.domain.findings import Status
+from auditor.domain.inventory import Inventory, load_inventory
 from policies.checks import terminal_removable_media_blocked as terminal
 from policies.context import AuditContext
 from policies.model import load_controls
-from probes.base import Attempt, ErrorReason
-from probes.facts import HostFacts, Process
 from probes.windows import WINDOWS_COMMANDS, command_key, interpret_output
 
 DATA = Path(__file__).parents[2] / "data"

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from auditor.domain.facts import HostFacts, Process
 from policies.checks import operation_logging as logging_check
-from policies.checks.privileged_commands import auditd_route, pam_tty_audit_route
-from probes.facts import HostFacts, Process
+from policies.support.criteria import Criterion
+from policies.support.privileged_commands import auditd_route, pam_tty_audit_route
 
 DATA = Path(__file__).parents[2] / "data"
 AUDIT = DATA / "audit"
@@ -234,7 +235,7 @@ def test_unread_pam_configuration_is_unknown() -> None:
 
 
 def _sinks() -> logging_check.LogSinks:
-    journal = logging_check.Criterion("journal", True, "persistent journal")
+    journal = Criterion("journal", True, "persistent journal")
     return logging_check.LogSinks(journal, journal, None)
 
 

@@ -15,11 +15,11 @@ from functools import cache
 
 import pytest
 
-from auditor.findings import Finding, Status
-from auditor.inventory import Inventory
+from auditor.domain.attempts import Attempt, ErrorReason
+from auditor.domain.findings import Finding, Status
+from auditor.domain.inventory import Inventory
 from policies.registry import evaluate_all
 from policies.snapshot import Observations, restore_context
-from probes.base import Attempt, ErrorReason
 from tests.data.contexts.rejudge import judged_text, stored_text
 from tests.lab_scenarios import (
     RECORDING_FILE,
@@ -143,3 +143,20 @@ def test_recorded_contexts_judge_to_their_stored_findings(scenario: str) -> None
     assert judged_text(scenario) == stored_text(scenario), (
         f"{scenario}: findings changed; if meant, run tests/data/contexts/rejudge.py --write"
     )
+
+
+def test_a_control_whose_subjects_the_inventory_lacks_is_not_applicable_not_left_out() -> None:
+    """The baseline without its sending server: send-no-inbound and send-separate-host have
+    nobody to judge, so each says so once; the receiving server is judged as before."""
+    inventory, observations = recorded("baseline")
+    hosts = {n: h for n, h in inventory.hosts.items() if n != "send-srv"}
+    without_sender = inventory.model_copy(update={"hosts": hosts})
+    collection = {h: a for h, a in observations.collection.items() if h != "send-srv"}
+    judged = evaluate_all(
+        restore_context(without_sender, replace(observations, collection=collection))
+    )
+    for control in ("send-no-inbound", "send-separate-host"):
+        outcome = finding(judged, control, "(no sending host)")
+        assert outcome.status is Status.NOT_APPLICABLE
+        assert outcome.summary == "not applicable: the inventory has no sending host"
+    assert finding(judged, "recv-no-outbound", "recv-srv").status is Status.PASS

@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from auditor import audit
-from auditor.audit import AuditOptions, run_audit
-from auditor.inventory import load_inventory
-from auditor.observer import SilentObserver
+from auditor.audit import orchestrator as audit
+from auditor.audit.observer import SilentObserver
+from auditor.audit.options import AuditOptions
+from auditor.audit.orchestrator import run_audit
+from auditor.domain.attempts import Attempt, ErrorReason
+from auditor.domain.facts import HostFacts, Interface, InterfaceAddress, Listener
+from auditor.domain.inventory import load_inventory
 from policies.context import AuditContext
 from policies.empirical import (
     DiscoveryObservation,
@@ -35,8 +38,6 @@ from policies.snapshot import (
     restore_context,
     to_json,
 )
-from probes.base import Attempt, ErrorReason
-from probes.facts import HostFacts, Interface, InterfaceAddress, Listener
 from tests.lab_scenarios import (
     INVENTORY_FILE,
     RECORDING_FILE,

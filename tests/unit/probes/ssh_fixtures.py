@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.inventory import SshAccess
+from auditor.domain.inventory import SshAccess
 
 SSHD = Path("/usr/sbin/sshd")
 TEST_USER = "auditor-test"

@@ -9,12 +9,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from netns_fixtures import Bridge, MemorySink, Namespace, NetnsLab, needs_netns, netns_lab
 from scapy.layers.inet import ICMP, IP
 
-from probes.base import ErrorReason
+from auditor.domain.attempts import ErrorReason
 from probes.capture import PCAP, CaptureSpec, capture_window, read_pcap, running_capture
 from probes.netlocal import interface_holding
+from tests.unit.probes.netns_fixtures import (
+    Bridge,
+    MemorySink,
+    Namespace,
+    NetnsLab,
+    needs_netns,
+    netns_lab,
+)
 
 __all__ = ["netns_lab"]
 

@@ -6,7 +6,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from netns_fixtures import (
+
+from auditor.domain.attempts import ErrorReason
+from probes.capture import CaptureSpec, running_capture
+from probes.discovery import discover, ipv6_candidates
+from probes.scanner import NMAP_XML
+from tests.unit.probes.netns_fixtures import (
     Bridge,
     MemorySink,
     Namespace,
@@ -15,11 +20,6 @@ from netns_fixtures import (
     netns_lab,
     scope_check,
 )
-
-from probes.base import ErrorReason
-from probes.capture import CaptureSpec, running_capture
-from probes.discovery import discover, ipv6_candidates
-from probes.scanner import NMAP_XML
 
 __all__ = ["netns_lab"]
 

@@ -8,16 +8,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from netns_fixtures import (
-    Bridge,
-    MemorySink,
-    NetnsLab,
-    needs_netns,
-    netns_lab,
-    netns_run_remote,
-    scope_check,
-    start_listeners,
-)
 
 from probes.capture import PCAP, CaptureSpec, running_capture
 from probes.egress import (
@@ -31,6 +21,16 @@ from probes.egress import (
     run_egress_test,
 )
 from probes.netlocal import RunRemote
+from tests.unit.probes.netns_fixtures import (
+    Bridge,
+    MemorySink,
+    NetnsLab,
+    needs_netns,
+    netns_lab,
+    netns_run_remote,
+    scope_check,
+    start_listeners,
+)
 
 __all__ = ["netns_lab"]
 

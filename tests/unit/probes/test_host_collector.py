@@ -9,19 +9,9 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from ssh_fixtures import (
-    TEST_USER,
-    MemorySink,
-    Sshd,
-    allow_all,
-    needs_sshd,
-    public_temp_folder,
-    sshd,
-    start_sshd_in_netns,
-)
 
-from probes.base import Attempt, AttemptStatus, ErrorReason
-from probes.facts import HostFacts
+from auditor.domain.attempts import Attempt, AttemptStatus, ErrorReason
+from auditor.domain.facts import HostFacts
 from probes.host_collector import (
     DEFAULT_PLAN,
     PROBE,
@@ -37,6 +27,16 @@ from probes.host_collector import (
     single,
 )
 from probes.parsers import parse_host_key, parse_os_release
+from tests.unit.probes.ssh_fixtures import (
+    TEST_USER,
+    MemorySink,
+    Sshd,
+    allow_all,
+    needs_sshd,
+    public_temp_folder,
+    sshd,
+    start_sshd_in_netns,
+)
 
 pytestmark = needs_sshd
 __all__ = ["sshd"]  # fixture used by name
@@ -196,7 +196,7 @@ def test_dropped_connection_mid_command_fails_the_host_as_unreachable(sshd: Sshd
         "ended without an exit status: connection lost before an exit status"
     )
     assert facts.errors["interfaces"].startswith("unreachable: ")
-    assert attempt.status is AttemptStatus.ERROR
+    assert attempt.status is AttemptStatus.PARTIAL
     assert attempt.error is not None and attempt.error.reason is ErrorReason.UNREACHABLE
 
 
@@ -226,7 +226,7 @@ def test_parallel_collection_survives_an_unreachable_host(sshd: Sshd) -> None:
         facts = results[name].value
         assert facts is not None and facts.host == name and facts.machine_id is not None
     down = results["down"]
-    assert down.status is AttemptStatus.ERROR
+    assert down.status is AttemptStatus.PARTIAL
     assert down.error is not None and down.error.reason is ErrorReason.UNREACHABLE
     assert "down (127.0.0.2:" in down.error.message
     facts = down.value

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from netns_fixtures import MemorySink, NetnsLab, needs_netns, netns_lab
 from scapy.layers.inet import TCP, UDP
 from scapy.packet import Packet
 
@@ -19,6 +18,7 @@ from probes.linkclass import (
     is_tls_record,
     is_wireguard,
 )
+from tests.unit.probes.netns_fixtures import MemorySink, NetnsLab, needs_netns, netns_lab
 
 __all__ = ["netns_lab"]
 

@@ -9,18 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from netns_fixtures import (
-    MemorySink,
-    Namespace,
-    NetnsLab,
-    needs_netns,
-    netns_lab,
-    netns_run_remote,
-    scope_check,
-    start_listeners,
-)
 
-from probes.base import ErrorReason
+from auditor.domain.attempts import ErrorReason
 from probes.capture import CaptureSpec, running_capture
 from probes.netlocal import RemoteResult
 from probes.scanner import (
@@ -32,6 +22,16 @@ from probes.scanner import (
     parse_nmap_xml,
     scan_from_here,
     scan_from_remote,
+)
+from tests.unit.probes.netns_fixtures import (
+    MemorySink,
+    Namespace,
+    NetnsLab,
+    needs_netns,
+    netns_lab,
+    netns_run_remote,
+    scope_check,
+    start_listeners,
 )
 
 __all__ = ["netns_lab"]

@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ssh_fixtures import (
+
+from auditor.domain.attempts import ErrorReason
+from probes.parsers import parse_host_key
+from probes.ssh import AllowList, AuditSession, CommandEnd, SshError, truncation_marker
+from tests.faults.faultkit import descendants
+from tests.unit.probes.ssh_fixtures import (
     TEST_USER,
     SilentServer,
     Sshd,
@@ -25,11 +30,6 @@ from ssh_fixtures import (
     silent_server,
     sshd,
 )
-
-from probes.base import ErrorReason
-from probes.parsers import parse_host_key
-from probes.ssh import AllowList, AuditSession, CommandEnd, SshError, truncation_marker
-from tests.faults.faultkit import descendants
 
 pytestmark = needs_sshd
 __all__ = ["silent_server", "sshd"]  # fixtures used by name

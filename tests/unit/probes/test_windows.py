@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from auditor.inventory import load_inventory
-from probes.facts import HostFacts
+from auditor.domain.facts import HostFacts
+from auditor.domain.inventory import load_inventory
 from probes.parsers import ParseError
 from probes.windows import (
     ABSENT,

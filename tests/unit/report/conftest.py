@@ -3,16 +3,12 @@ store (tests/data/runs/sample_runs.py), then rendered."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "data" / "runs"))
-
-import sample_runs
-
 from auditor.report import render_reports
+from tests.data.runs import sample_runs
 
 
 @pytest.fixture

@@ -14,19 +14,19 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from auditor.bundle import BundleError, bundle_files, create_bundle, write_bundle
-from auditor.evidence import INDEX_FILE
-from auditor.exitcodes import ExitCode
-from auditor.report_cli import register as register_report
-from auditor.signing import generate_key, load_private_key, public_pem, sign
-from auditor.verify import (
+from auditor.cli.exitcodes import ExitCode
+from auditor.cli.report import register as register_report
+from auditor.cli.verify import register as register_verify
+from auditor.evidence.signing import generate_key, load_private_key, public_pem, sign
+from auditor.evidence.store import INDEX_FILE
+from auditor.evidence.verify import (
     BUNDLE_MANIFEST,
     BUNDLE_PUBLIC_KEY,
     BUNDLE_SIGNATURE,
     VerificationReport,
     verify_path,
 )
-from auditor.verify_cli import register as register_verify
+from auditor.report.bundle import BundleError, bundle_files, create_bundle, write_bundle
 from policies.snapshot import OBSERVATIONS_FILE, Observations, to_json
 
 
@@ -43,7 +43,7 @@ def bundle(failing_run: Path, key: Path, tmp_path: Path) -> Path:
 
 
 def trusted(key: Path) -> str:
-    from auditor.signing import fingerprint
+    from auditor.evidence.signing import fingerprint
 
     return fingerprint(load_private_key(key).public_key())
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from auditor.findings import Hop
-from auditor.inventory import load_inventory
+from auditor.domain.findings import Hop
+from auditor.domain.inventory import load_inventory
 from auditor.report.diagram import (
     PathOverlay,
     assign_columns,

@@ -8,7 +8,7 @@ from typing import Any
 
 from junitparser import Error, Failure, JUnitXml, Skipped
 
-from auditor.findings import Status
+from auditor.domain.findings import Status
 from auditor.report.junit import JUNIT_FILE
 from auditor.report.run import load_run
 from auditor.report.sarif import SARIF_FILE

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.signing import (
+from auditor.evidence.signing import (
     SigningKeyError,
     fingerprint,
     generate_key,

@@ -1,4 +1,4 @@
-"""A model of the reference lab (REFERENCE-LAB.md) as Inventory + HostFacts, for the tests.
+"""A model of the reference lab (docs/lab.md) as Inventory + HostFacts, for the tests.
 
 Interface names follow podman's order of networks: recv-srv eth0 carrier-in, eth1 line-recv;
 proc-srv eth0 line-recv, eth1 line-send, eth2 term-lan (eth3 office when dual-homed);
@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from netaddr import IPNetwork
-from topo_helpers import ruleset
 
-from auditor.inventory import Inventory
-from probes.facts import HostFacts, Interface, InterfaceAddress, Listener, Route
+from auditor.domain.facts import HostFacts, Interface, InterfaceAddress, Listener, Route
+from auditor.domain.inventory import Inventory
+from tests.unit.topology.topo_helpers import ruleset
 
 NETWORKS: dict[str, tuple[int, str, str]] = {
     # name: (third octet, zone, medium)

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from netaddr import IPSet
-from topo_helpers import firewall, only, ruleset, tcp4, tcp6, udp4, udp6, verdict
 
+from tests.unit.topology.topo_helpers import (
+    firewall,
+    only,
+    ruleset,
+    tcp4,
+    tcp6,
+    udp4,
+    udp6,
+    verdict,
+)
 from topology.fields import IntervalSet, ports, protos
 from topology.firewall import Firewall, Hook, Verdict
 from topology.space import Packet, PacketSpace
@@ -260,6 +269,7 @@ def test_empty_named_sets_never_match_and_their_negation_always_does() -> None:
 
 def test_malformed_ranges_are_problems_not_crashes() -> None:
     """Found by the random fuzz profile: ``{"range": []}`` crashed the compiler."""
+    bad: object
     for bad in ({"range": []}, {"range": [5]}, "99999999", {"range": ["a", 3]}):
         document = ruleset("order")
         rule = next(o["rule"] for o in document["nftables"] if "rule" in o)

@@ -8,8 +8,8 @@ from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_firewall_property import rulesets
 
+from tests.unit.topology.test_firewall_property import rulesets
 from topology.fields import NameSet, ports, protos
 from topology.firewall import Firewall, Hook, Outcome, _ChainIndex
 from topology.space import Cube, PacketSpace
@@ -46,7 +46,7 @@ def test_the_index_only_skips_rules_that_could_not_match(
 
 
 def test_a_narrow_query_skips_the_rules_of_other_ports_and_interfaces() -> None:
-    rule_exprs = [
+    rule_exprs: list[list[dict[str, Any]]] = [
         [{"match": _match({"meta": {"key": "iifname"}}, "eth1")}, {"accept": None}],
         [{"match": _match(_tcp_dport(), 443)}, {"accept": None}],
         [{"match": _match(_tcp_dport(), 22)}, {"accept": None}],

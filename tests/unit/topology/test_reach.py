@@ -5,10 +5,10 @@ from __future__ import annotations
 import gc
 import weakref
 
-import lab_model as lab
 from netaddr import IPSet
 
-from probes.facts import HostFacts, Listener, Route
+from auditor.domain.facts import HostFacts, Listener, Route
+from tests.unit.topology import lab_model as lab
 from topology.fields import ports, protos
 from topology.graph import Topology
 from topology.reach import (

@@ -7,14 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from watch_helpers import document
-
-from auditor.findings import Finding
-from auditor.results import write_findings
-from probes.facts import HostFacts, Route
+from auditor.domain.facts import HostFacts, Route
+from auditor.domain.findings import Finding, write_findings
 from probes.parsers.iproute import parse_ip_addr, parse_ip_route, parse_ip_rule
 from probes.parsers.keyvalue import parse_flag
 from probes.parsers.nft import parse_nft_ruleset
+from tests.unit.watch.watch_helpers import document
 
 DATA = Path(__file__).parents[2] / "data"
 RECORDED = DATA / "recorded"

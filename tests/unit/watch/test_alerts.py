@@ -7,7 +7,6 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from watch_helpers import T0, Receiver, baseline_findings, document, opened_findings
 
 from auditor.watch.alerts import (
     AlertContext,
@@ -18,6 +17,13 @@ from auditor.watch.alerts import (
     send_alerts,
 )
 from auditor.watch.drift import Change, compute_changes
+from tests.unit.watch.watch_helpers import (
+    T0,
+    Receiver,
+    baseline_findings,
+    document,
+    opened_findings,
+)
 
 CONTEXT = AlertContext(run="run-2", previous_run="run-1", state_dir="/var/lib/x", hostname="h")
 

@@ -13,7 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from auditor import watch_cli
+from auditor.cli import watch as watch_cli
 from auditor.watch.schedule import parse_cron
 
 DEPLOY = Path(__file__).parents[3] / "deploy"

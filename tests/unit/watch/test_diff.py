@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from recorded_runs import LAB_HOSTS, opened_recv_srv, recorded_facts, write_run
-from watch_helpers import OPEN_PATH, baseline_findings, opened_findings
 
 from auditor.watch.diff import (
     RunNotFoundError,
@@ -18,6 +16,8 @@ from auditor.watch.diff import (
 )
 from auditor.watch.drift import Change
 from auditor.watch.state import MARKER_FILE
+from tests.unit.watch.recorded_runs import LAB_HOSTS, opened_recv_srv, recorded_facts, write_run
+from tests.unit.watch.watch_helpers import OPEN_PATH, baseline_findings, opened_findings
 
 BASE = {h: recorded_facts(h) for h in LAB_HOSTS}
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from watch_helpers import T0, baseline_findings, document, finding, opened_findings
-
-from auditor.findings import Status
+from auditor.domain.findings import Status
 from auditor.watch.drift import (
     already_recorded,
     append_changes,
     compute_changes,
     read_changes,
 )
+from tests.unit.watch.watch_helpers import T0, baseline_findings, document, finding, opened_findings
 
 
 def test_a_flip_is_one_change_with_every_field() -> None:

@@ -7,11 +7,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
-from watch_helpers import T0, document, finding, opened_findings
 
-from auditor.findings import Status
+from auditor.domain.findings import Status
 from auditor.watch.metrics import WatchSnapshot, escape_label, render_metrics, write_metrics
 from auditor.watch.state import RunRecord, RunState
+from tests.unit.watch.watch_helpers import T0, document, finding, opened_findings
 
 
 def _snapshot() -> WatchSnapshot:

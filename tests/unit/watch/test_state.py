@@ -11,9 +11,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from watch_helpers import T0
 
 from auditor.watch.state import LockHeldError, Retention, RunRecord, RunState, StateDir
+from tests.unit.watch.watch_helpers import T0
 
 HOLD_LOCK = """
 import sys, time

@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import typer
-from recorded_runs import LAB_HOSTS, opened_recv_srv, recorded_facts, write_run
 from typer.testing import CliRunner
-from watch_helpers import ScriptedAudit, baseline_findings, opened_findings
 
-from auditor import watch_cli
+from auditor.cli import watch as watch_cli
 from auditor.watch.state import RunState, StateDir
 from auditor.watch.watcher import Watcher
+from tests.unit.watch.recorded_runs import LAB_HOSTS, opened_recv_srv, recorded_facts, write_run
+from tests.unit.watch.watch_helpers import ScriptedAudit, baseline_findings, opened_findings
 
 INVENTORY = Path(__file__).parents[2] / "data" / "inventory" / "lab.yaml"
 runner = CliRunner()
@@ -105,7 +105,7 @@ STOPPED_BY_SIGTERM = """
 import sys, threading, time
 from pathlib import Path
 import typer
-from auditor import watch_cli
+from auditor.cli import watch as watch_cli
 from auditor.watch.state import StateDir
 from auditor.watch.watcher import StopRequested, Watcher
 

@@ -17,13 +17,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from watch_helpers import Receiver, ScriptedAudit, baseline_findings, opened_findings
 
 from auditor.watch.alerts import WebhookAlerter
 from auditor.watch.drift import read_changes
 from auditor.watch.schedule import IntervalSchedule
 from auditor.watch.state import Retention, RunRecord, RunState, StateDir
 from auditor.watch.watcher import AuditCannotRunError, StopRequested, Watcher
+from tests.unit.watch.watch_helpers import (
+    Receiver,
+    ScriptedAudit,
+    baseline_findings,
+    opened_findings,
+)
 
 INVENTORY = Path(__file__).parents[2] / "data" / "inventory" / "lab.yaml"
 

@@ -1,4 +1,4 @@
-"""Real findings documents for the watch tests, made with auditor.findings' own models."""
+"""Real findings documents for the watch tests, made with auditor.domain.findings' own models."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from auditor.findings import Finding, FindingsDocument, Hop, RunInfo, Status
-from auditor.results import write_findings
+from auditor.domain.findings import Finding, FindingsDocument, Hop, RunInfo, Status, write_findings
 
 T0 = datetime(2025, 4, 1, 9, 0, tzinfo=UTC)
 

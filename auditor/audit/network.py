@@ -1,0 +1,380 @@
+"""The network phases of an audit: scans, egress tests, link captures, discovery.
+
+Each phase runs the probes of ``probes/`` with the scope guard and the evidence store, then
+condenses their results into the observations the checks read (``policies.empirical``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from functools import partial
+from typing import TypeVar
+
+from auditor.audit.observer import AuditObserver
+from auditor.audit.options import AuditOptions
+from auditor.audit.remote import EGRESS_TEMPLATES, NMAP_TEMPLATES, SshRemote
+from auditor.audit.scope import ScopeGuard
+from auditor.domain.attempts import Attempt, ErrorReason
+from auditor.domain.inventory import Role, Zone
+from auditor.evidence.store import EvidenceStore
+from policies.context import AuditContext
+from policies.empirical import (
+    DiscoveryObservation,
+    EgressAttempt,
+    EgressObservation,
+    Flow,
+    LinkObservation,
+    OpenPort,
+    ScanObservation,
+)
+from probes.capture import CaptureSpec
+from probes.discovery import DiscoveryResult, discover_inventory_network
+from probes.egress import EgressResult, plan_from_inventory, run_egress_test
+from probes.linkclass import CaptureStatus, LinkClassification, classify_link
+from probes.scanner import HostScan, PortState, ScanProfile, scan_from_here, scan_from_remote
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+#: Remote-control and remote-access ports scanned on protected networks besides 1-1024.
+REMOTE_ACCESS_PORTS = frozenset({1194, 3389, 4500, 5800, 5900, 5901, 5902, 5938, 6568, 7070})
+REMOTE_ACCESS_PORTS |= frozenset({8000, 8080, 8443, 21115, 21116, 21117, 21118, 51820})
+
+
+def audit_scan_profile(rate: int) -> ScanProfile:
+    """All TCP ports at ``rate`` packets a second at least; UDP on the common ports."""
+    return ScanProfile(tcp_min_rate=rate, max_retries=1)
+
+
+def _port_ranges(ports: set[int]) -> str:
+    """nmap's -p syntax for a set of ports, runs collapsed: "1-1024,3389,5900-5902"."""
+    ordered = sorted(ports)
+    runs: list[list[int]] = []
+    for port in ordered:
+        if runs and port == runs[-1][1] + 1:
+            runs[-1][1] = port
+        else:
+            runs.append([port, port])
+    return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in runs)
+
+
+class NetworkProbes:
+    def __init__(
+        self,
+        ctx: AuditContext,
+        store: EvidenceStore,
+        guard: ScopeGuard,
+        observer: AuditObserver,
+        profile: ScanProfile,
+    ) -> None:
+        self.profile = profile
+        self.ctx = ctx
+        self.store = store
+        self.guard = guard
+        self.observer = observer
+        self.inventory = ctx.inventory
+
+    def steps(self, options: AuditOptions) -> Iterator[tuple[str, str, Callable[[], None]]]:
+        seconds = options.link_capture_seconds
+        yield (
+            "links",
+            f"{seconds:.0f} s captures on the external networks",
+            lambda: self.links(seconds),
+        )
+        yield "egress", "egress attempts from receiving and processing hosts", self.egress
+        yield "scan", "port scans from each vantage point", self.scans
+        yield "discovery", "ARP / neighbour sweeps of protected networks", self.discovery
+
+    # -- links ---------------------------------------------------------------------------
+    def links(self, seconds: float) -> None:
+        networks = self._link_networks()
+        results = _parallel(networks, lambda n: self._capture_link(n, seconds))
+        for network, attempt in zip(networks, results, strict=True):
+            self.ctx.links[network] = _convert(
+                attempt, partial(_link_observation, network, seconds=seconds)
+            )
+
+    def _link_networks(self) -> list[str]:
+        """External networks where an organisation host meets an outside party."""
+        wanted = {
+            n
+            for host in self.inventory.organisation_hosts()
+            for shared in self.ctx.outside_parties(host).values()
+            for n in shared
+            if n in self.inventory.networks
+        }
+        return sorted(wanted)
+
+    def _capture_link(self, network: str, seconds: float) -> Attempt[LinkClassification]:
+        local = self._local_address(network)
+        if local is None:
+            return _no_vantage(network)
+        spec = CaptureSpec(local, "ip or ip6", max_seconds=seconds, network=network)
+        self.observer.step("links", f"capturing on {network} for {seconds:.0f} s")
+        return classify_link(spec, self.store)
+
+    # -- egress --------------------------------------------------------------------------
+    def egress(self) -> None:
+        hosts = sorted(
+            {
+                *self.inventory.hosts_with(Role.RECEIVING),
+                *self.inventory.hosts_with(Role.PROCESSING),
+            }
+        )
+        with SshRemote(self.inventory, self.guard.check, EGRESS_TEMPLATES) as remote:
+            # One host at a time: captures attribute attempts by signature, not by host.
+            for host in hosts:
+                self.observer.step("egress", f"egress attempts from {host}")
+                attempt = run_egress_test(
+                    plan_from_inventory(self.inventory, host),
+                    run_remote=remote,
+                    sink=self.store,
+                    check_target=self.guard.check,
+                )
+                self.ctx.egress[host] = _convert(attempt, _egress_observation)
+
+    # -- scans ---------------------------------------------------------------------------
+    def scans(self) -> None:
+        """Every (network, family) with targets is scanned at once: each nmap leaves by its
+        own interface, and the slowest scan, not their sum, sets the phase's time."""
+        jobs = [
+            (network, family)
+            for network in self.inventory.networks
+            for family in (4, 6)
+            if self._scan_targets(network, family)
+        ]
+        with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+            results = list(pool.map(lambda job: self._scan_locally(*job), jobs))
+        by_network: dict[str, list[Attempt[ScanObservation]]] = {}
+        for (network, _), attempt in zip(jobs, results, strict=True):
+            by_network.setdefault(network, []).append(attempt)
+        for network, attempts in by_network.items():
+            merged: Attempt[ScanObservation] | None = None
+            for attempt in attempts:
+                merged = _merge_scans(merged, attempt, union=True)
+            assert merged is not None
+            self.ctx.scans[network] = merged
+        self._scan_from_vantage_hosts()
+
+    def _scan_targets(self, network: str, family: int | None = None) -> list[str]:
+        """The organisation hosts' declared addresses on a network (of one family)."""
+        return sorted(
+            {
+                str(a)
+                for h in self.inventory.organisation_hosts()
+                for a in self.inventory.hosts[h].addresses.get(network, [])
+                if family is None or a.version == family
+            }
+        )
+
+    def _profile_for(self, network: str) -> ScanProfile:
+        """All TCP ports toward external networks; inside the protected area the well-known
+        range plus every port a collected host listens on, which is what the
+        unauthorized-access control needs and a fraction of the time."""
+        if self.inventory.networks[network].zone is not Zone.PROTECTED:
+            return self.profile
+        ports = set(range(1, 1025)) | REMOTE_ACCESS_PORTS
+        for attempt in self.ctx.collection.values():
+            if (facts := attempt.collected) is not None:
+                ports.update(listener.port for listener in facts.listeners or [])
+        return replace(self.profile, tcp_ports=_port_ranges(ports))
+
+    def _scan_locally(self, network: str, family: int) -> Attempt[ScanObservation]:
+        definition = self.inventory.networks[network].auditor
+        source = getattr(definition, f"ipv{family}", None) if definition else None
+        if source is None:
+            return _no_vantage(network)
+        targets = self._scan_targets(network, family)
+        self.observer.step("scan", f"scanning {len(targets)} IPv{family} addresses on {network}")
+        attempts = scan_from_here(
+            targets,
+            source_addresses=[str(source)],
+            sink=self.store,
+            check_target=self.guard.check,
+            profile=self._profile_for(network),
+        )
+        return _scan_observation(network, f"local {source}", attempts)
+
+    def _scan_from_vantage_hosts(self) -> None:
+        """Outside vantage points (role vantage, reached over SSH) scan their own networks."""
+        vantages = [
+            h for h in self.inventory.hosts_with(Role.VANTAGE) if self.inventory.hosts[h].ssh
+        ]
+        if not vantages:
+            return
+        with SshRemote(self.inventory, self.guard.check, NMAP_TEMPLATES) as remote:
+            for vantage in vantages:
+                for network in self.inventory.hosts[vantage].addresses:
+                    targets = self._scan_targets(network)
+                    if not targets or network not in self.inventory.networks:
+                        continue
+                    self.observer.step("scan", f"scanning {network} from {vantage}")
+                    attempts = scan_from_remote(
+                        targets,
+                        vantage_host=vantage,
+                        run_remote=remote,
+                        sink=self.store,
+                        check_target=self.guard.check,
+                        profile=self.profile,
+                    )
+                    observed = _scan_observation(network, f"ssh {vantage}", attempts)
+                    self.ctx.scans[network] = _merge_scans(self.ctx.scans.get(network), observed)
+
+    # -- discovery -----------------------------------------------------------------------
+    def discovery(self) -> None:
+        networks = self.inventory.networks_in(Zone.PROTECTED)
+        results = _parallel(networks, self._discover)
+        for network, attempt in zip(networks, results, strict=True):
+            self.ctx.discovery[network] = _convert(attempt, _discovery_observation)
+
+    def _discover(self, network: str) -> Attempt[DiscoveryResult]:
+        self.observer.step("discovery", f"sweeping {network}")
+        return discover_inventory_network(
+            self.inventory, network, sink=self.store, check_target=self.guard.check
+        )
+
+    def _local_address(self, network: str) -> str | None:
+        own = self.inventory.networks[network].auditor
+        if own is None:
+            return None
+        address = own.ipv4 or own.ipv6
+        return str(address) if address is not None else None
+
+
+# -- condensing probe results into observations ------------------------------------------
+
+
+def _parallel(items: Sequence[str], work: Callable[[str], T]) -> list[T]:
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=min(4, len(items))) as pool:
+        return list(pool.map(work, items))
+
+
+def _no_vantage(network: str) -> Attempt[T]:
+    return Attempt.failed(
+        "network", network, ErrorReason.UNREACHABLE,
+        f"this machine has no address on {network} (the inventory names none)",
+    )  # fmt: skip
+
+
+def _convert(attempt: Attempt[T], condense: Callable[[T], U | str]) -> Attempt[U]:
+    """An attempt of the probe's result as an attempt of the check's observation.
+
+    ``condense`` returns a string instead of an observation when the result, though
+    completed, cannot support a verdict (for example a capture that saw no traffic).
+    """
+    if not attempt.succeeded or attempt.value is None:
+        error = attempt.error
+        return Attempt.failed(
+            attempt.probe, attempt.target,
+            error.reason if error else ErrorReason.INTERNAL,
+            error.message if error else "no result",
+            attempt.evidence,
+        )  # fmt: skip
+    condensed = condense(attempt.value)
+    if isinstance(condensed, str):
+        return Attempt.failed(
+            attempt.probe, attempt.target, ErrorReason.INTERNAL, condensed, attempt.evidence
+        )
+    return Attempt.ok(attempt.probe, attempt.target, condensed, attempt.evidence)
+
+
+def _link_observation(
+    network: str, result: LinkClassification, *, seconds: float
+) -> LinkObservation | str:
+    if result.status is CaptureStatus.NO_TRAFFIC:
+        return f"no IP traffic captured on {network} in {seconds:.0f} s"
+    flows = tuple(
+        Flow(
+            src=f.client,
+            dst=f.server,
+            proto=f.proto,
+            sport=f.client_port,
+            dport=f.server_port,
+            kind=str(f.link_class),
+            detail=f.detail,
+            packets=f.packets,
+        )
+        for f in result.flows
+    )
+    return LinkObservation(network=network, seconds=seconds, flows=flows)
+
+
+def _egress_observation(result: EgressResult) -> EgressObservation:
+    attempts = tuple(
+        EgressAttempt(
+            proto=a.kind.proto,
+            destination=a.target,
+            port=a.kind.port,
+            executed=a.executed,
+            outcome=str(a.outcome),
+            seen_on=tuple(s.network for s in a.seen),
+        )
+        for a in result.attempts
+    )
+    ran = tuple(c.network for c in result.captures if c.ran)
+    evidence = tuple(c.pcap_ref for c in result.captures if c.pcap_ref)
+    return EgressObservation(result.host, ran, attempts, evidence)
+
+
+def _scan_observation(
+    network: str, vantage: str, attempts: list[Attempt[HostScan]]
+) -> Attempt[ScanObservation]:
+    failures = [a for a in attempts if not a.succeeded or a.value is None]
+    evidence = [ref for a in attempts for ref in a.evidence]
+    if failures:
+        first = failures[0].error
+        message = f"{len(failures)} of {len(attempts)} targets not scanned from {vantage}" + (
+            f": {first.message}" if first else ""
+        )
+        reason = first.reason if first else ErrorReason.INTERNAL
+        return Attempt.failed("scan", network, reason, message, evidence)
+    scanned = [a.value for a in attempts if a.value is not None]
+    open_ports = tuple(
+        OpenPort(s.address, p.proto, p.port, str(p.state), p.service or "")
+        for s in scanned
+        for p in s.ports
+        if p.state is PortState.OPEN
+    )
+    observation = ScanObservation(
+        network=network,
+        vantage=vantage,
+        targets=tuple(s.address for s in scanned),
+        open_ports=open_ports,
+        evidence=tuple(evidence),
+    )
+    return Attempt.ok("scan", network, observation, evidence)
+
+
+def _merge_scans(
+    first: Attempt[ScanObservation] | None,
+    second: Attempt[ScanObservation],
+    *,
+    union: bool = False,
+) -> Attempt[ScanObservation]:
+    """Two scans of one network must both have worked; open ports add up. ``union``: they
+    scanned different targets (one per address family); otherwise the same targets from two
+    vantage points, and only targets both reached count as scanned."""
+    if first is None:
+        return second
+    if not (first.succeeded and second.succeeded and first.value and second.value):
+        return first if not first.succeeded else second
+    a, b = first.value, second.value
+    targets = set(a.targets) | set(b.targets) if union else set(a.targets) & set(b.targets)
+    vantage = a.vantage if a.vantage == b.vantage else f"{a.vantage}; {b.vantage}"
+    merged = ScanObservation(
+        network=a.network,
+        vantage=vantage,
+        targets=tuple(sorted(targets)),
+        open_ports=a.open_ports + b.open_ports,
+        evidence=a.evidence + b.evidence,
+    )
+    return Attempt.ok("scan", a.network, merged, [*first.evidence, *second.evidence])
+
+
+def _discovery_observation(result: DiscoveryResult) -> DiscoveryObservation:
+    live = {h.address: h.mac for h in result.hosts}
+    return DiscoveryObservation(network=result.network, live=live)

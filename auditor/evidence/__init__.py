@@ -1,0 +1,1 @@
+"""The evidence store (hashed, chained artifacts), redaction, signing and verification."""
