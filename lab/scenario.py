@@ -175,7 +175,7 @@ def _check_host(
     _check_files(spec, folder, where, problem)
     for key in spec.sysctls:
         if not key.startswith(("net.", "kernel.")):
-            problem((*where, "sysctls", key), "only namespaced sysctls (net.*) can be set")
+            problem((*where, "sysctls", key), "only namespaced sysctls (net.*, kernel.*) can be set")
 
 
 def _check_plays(
