@@ -23,6 +23,12 @@ class ParseError(AuditorError):
         super().__init__(f"{where}: {message}")
 
 
+#: Deeper JSON than any tool the auditor reads writes (``nft -j`` nests about a dozen levels).
+#: A host that sends more would otherwise make facts.json and observations.json unwritable for
+#: every host (pydantic refuses to serialise past about 255 levels) or overflow the decoder.
+MAX_JSON_DEPTH = 64
+
+
 def load_json(tool: str, text: str) -> Any:
     """``json.loads`` that only ever fails with a ParseError.
 
@@ -31,11 +37,32 @@ def load_json(tool: str, text: str) -> Any:
     those.
     """
     try:
-        return json.loads(text)
+        document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ParseError(tool, exc.lineno, f"not JSON: {exc.msg}") from None
     except (RecursionError, ValueError) as exc:
         raise ParseError(tool, None, f"not usable JSON: {type(exc).__name__}") from None
+    if not _nesting_within(document, MAX_JSON_DEPTH):
+        raise ParseError(tool, None, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return document
+
+
+def _nesting_within(document: Any, limit: int) -> bool:
+    """Whether no container in ``document`` lies deeper than ``limit``: walked with a stack,
+    not recursion, so the check itself cannot overflow."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
 
 
 def expect_list_of_objects(tool: str, value: Any) -> list[dict[str, Any]]:

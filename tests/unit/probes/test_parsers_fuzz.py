@@ -230,3 +230,19 @@ def test_deep_nesting_is_a_parse_error_not_a_recursion_error() -> None:
 def test_huge_integer_is_a_parse_error() -> None:
     with pytest.raises(ParseError):
         parse_ip_addr("[" + "9" * 10_000 + "]")
+
+
+@pytest.mark.parametrize("depth", [100, 300])
+def test_json_nested_past_the_limit_is_refused_before_it_reaches_the_facts(depth: int) -> None:
+    """Nested 260 deep, a rule set parsed fine but made facts.json and observations.json
+    unwritable for every host (pydantic stops serialising at about 255 levels)."""
+    from auditor.domain.facts import HostFacts
+    from probes.parsers.errors import MAX_JSON_DEPTH
+
+    nested = "[" * depth + "]" * depth
+    text = '{"nftables": [{"rule": {"expr": ' + nested + "}}]}"
+    with pytest.raises(ParseError, match=f"nested deeper than {MAX_JSON_DEPTH}"):
+        parse_nft_ruleset(text)
+    shallow = "[" * 8 + "]" * 8
+    document = parse_nft_ruleset('{"nftables": [{"rule": {"expr": ' + shallow + "}}]}")
+    assert HostFacts(host="h", nftables=document).model_dump_json()
