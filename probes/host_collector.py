@@ -435,12 +435,16 @@ class _StepError(AuditorError):
 class _HostRun:
     """Runs a plan's steps on one session: stores every output, remembers tool versions."""
 
-    def __init__(self, session: AuditSession, sink: EvidenceSink, collected: _Collected) -> None:
+    def __init__(
+        self, session: AuditSession, sink: EvidenceSink, collected: _Collected, budget: int
+    ) -> None:
         self.session = session
         self.sink = sink
         self.collected = collected
         self.versions: dict[str, str | None] = {}
         self.lost: SshError | None = None  #: set once the connection is gone
+        self.budget = budget  #: bytes the host may still send (stdout and stderr together)
+        self.over_budget: str | None = None  #: why collection stopped, once the budget is spent
 
     def output(self, step: Step) -> str | None:
         """The step's stdout, or None for an absent file of an absent_ok step; otherwise
@@ -477,12 +481,26 @@ class _HostRun:
     def _run(self, command: str, max_output: int | None) -> CommandResult:
         if self.lost is not None:
             raise _StepError(self.lost.reason, f"not run: {self.lost.message}")
+        if self.over_budget is not None:
+            raise _StepError(ErrorReason.OVER_BUDGET, f"not run: {self.over_budget}")
+        # Never ask for more than the budget has left: one huge output cannot overshoot it.
+        bound = min(self.session.max_output if max_output is None else max_output, self.budget)
         try:
-            return self.session.run(command, max_output=max_output)
+            result = self.session.run(command, max_output=bound)
         except SshError as exc:
             if exc.reason is ErrorReason.UNREACHABLE:
                 self.lost = exc
             raise _StepError(exc.reason, exc.message) from None
+        self._spend(result)
+        return result
+
+    def _spend(self, result: CommandResult) -> None:
+        self.budget -= len(result.stdout) + len(result.stderr)
+        if self.budget <= 0 or (result.end is CommandEnd.TRUNCATED and self.budget < 1024):
+            self.over_budget = (
+                f"{self.session.where} sent more than its collection budget "
+                "(ssh.host_budget_mib in the inventory); the rest was not collected"
+            )
 
     def _store(self, key: str, result: CommandResult, version: str | None) -> None:
         ref = self.sink.add(
@@ -622,14 +640,14 @@ def collect_host(
     collected = _Collected(host)
     session = AuditSession(host, address, access, plan.allow_list(), check_target)
     try:
-        return _collect(session, sink, plan, collected)
+        return _collect(session, sink, plan, collected, access.host_budget_bytes)
     except Exception as exc:  # a bug here must cost this host only, never the others
         message = f"{host} ({address}): collector failed: {type(exc).__name__}: {exc}"
         return _failed(collected, plan, ErrorReason.INTERNAL, message)
 
 
 def _collect(
-    session: AuditSession, sink: EvidenceSink, plan: HostPlan, collected: _Collected
+    session: AuditSession, sink: EvidenceSink, plan: HostPlan, collected: _Collected, budget: int
 ) -> Attempt[HostFacts]:
     try:
         session.connect()
@@ -637,7 +655,7 @@ def _collect(
         return _failed(collected, plan, exc.reason, exc.message)
     try:
         transport_key = _record_transport_key(session, sink, collected, _now())
-        run = _HostRun(session, sink, collected)
+        run = _HostRun(session, sink, collected, budget)
         for rule in plan.rules:
             _apply_rule(rule, run, collected)
         for folder in plan.folders:
@@ -651,6 +669,10 @@ def _collect(
     if run.lost is not None:
         return Attempt.partial(
             PROBE, collected.host, facts, run.lost.reason, run.lost.message, evidence=refs
+        )
+    if run.over_budget is not None:
+        return Attempt.partial(
+            PROBE, collected.host, facts, ErrorReason.OVER_BUDGET, run.over_budget, evidence=refs
         )
     return Attempt.ok(PROBE, collected.host, facts, refs)
 

@@ -40,6 +40,7 @@ class ErrorReason(StrEnum):
     TOOL_MISSING = "tool-missing"  #: nmap, tcpdump, nft, ... absent
     OUT_OF_SCOPE = "out-of-scope"  #: refused by the scope guard
     NOT_PERMITTED = "not-permitted"  #: command not in the probe's allow-list
+    OVER_BUDGET = "over-budget"  #: the host sent more than its collection budget allows
     INTERNAL = "internal-error"
 
 

@@ -198,6 +198,14 @@ class SshAccess(Strict):
     connect_timeout: float = Field(default=5.0, gt=0, le=120)
     command_timeout: float = Field(default=30.0, gt=0, le=3600)
     parallel: int = Field(default=8, ge=1, le=256)
+    #: The most one host may send during its collection (outputs and files together, MiB).
+    #: A real server sends a few MiB; past the budget its collection stops with the reason,
+    #: so a hostile or broken host cannot fill the auditor's memory and disk.
+    host_budget_mib: float = Field(default=64.0, gt=0, le=4096)
+
+    @property
+    def host_budget_bytes(self) -> int:
+        return int(self.host_budget_mib * 1024 * 1024)
 
 
 class LocalVantage(Strict):
