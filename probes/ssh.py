@@ -6,7 +6,12 @@ property is explicit here rather than a default of the library:
 - the host key is checked against the inventory's known_hosts only (no ~/.ssh, no agent);
   an unknown host or a changed key ends the connection before authentication, and nothing is
   ever written back to any known_hosts file (the equivalent of ``RejectPolicy``, with the
-  presented and expected fingerprints in the error);
+  presented and expected fingerprints in the error); a key on an ``@revoked`` line is refused
+  for the hosts that line names, and ``@cert-authority`` lines are read but trust nothing
+  (host certificates are not supported);
+- weak algorithms are never offered (CBC, 3DES and RC4 ciphers, MD5 and SHA-1 MACs, SHA-1 key
+  exchanges, DSA and SHA-1 RSA signatures): a server that supports nothing else is refused
+  during the key exchange, with what it offered in the error;
 - authentication is by the inventory's key only; the key and its path never appear in an
   error, a log line or a result;
 - the TCP connect, the banner and key exchange, authentication and every command have their
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hmac
 import ipaddress
 import os
 import re
@@ -40,7 +46,8 @@ from enum import StrEnum
 from types import TracebackType
 
 import paramiko
-from paramiko.common import MSG_CHANNEL_REQUEST, cMSG_CHANNEL_REQUEST
+from paramiko.common import MSG_CHANNEL_REQUEST, MSG_KEXINIT, cMSG_CHANNEL_REQUEST
+from paramiko.hostkeys import HostKeyEntry
 from paramiko.message import Message
 
 from auditor.domain.attempts import ErrorReason
@@ -71,7 +78,141 @@ class SshError(AuditorError):
         self.message = message
 
 
-# -- the allow-list -------------------------------------------------------------------------
+# -- what the session negotiates ------------------------------------------------------------
+
+#: Algorithms the auditor never offers, by paramiko's ``disabled_algorithms`` category (exact
+#: names: paramiko compares them as strings). paramiko still offers CBC ciphers, 3DES and
+#: MD5 and SHA-1 MACs by default, and as the client it takes the first of its own list that the
+#: server allows, which puts aes128-cbc ahead of AES-GCM. Names this paramiko does not know are
+#: listed too, so that a later one that adds them still never offers them. What OpenSSH 9
+#: negotiates by default stays: curve25519 and ECDH, AES-CTR and AES-GCM, HMAC-SHA2 (EtM or
+#: not), Ed25519, ECDSA and RSA with SHA-2 signatures.
+#: DSA: 1024-bit keys signing with SHA-1. "ssh-rsa" is RSA signing with SHA-1 (refused by
+#: OpenSSH's defaults since 8.8); an RSA key still signs with rsa-sha2-256/512.
+_WEAK_SIGNATURES = (
+    "ssh-dss",
+    "ssh-dss-cert-v01@openssh.com",
+    "ssh-rsa",
+    "ssh-rsa-cert-v01@openssh.com",
+)
+_WEAK_ALGORITHMS: dict[str, tuple[str, ...]] = {
+    # CBC modes (plaintext recovery, Albrecht et al. 2009); 3DES, Blowfish and CAST: 64-bit
+    # blocks (Sweet32); RC4.
+    "ciphers": (
+        "aes128-cbc",
+        "aes192-cbc",
+        "aes256-cbc",
+        "rijndael-cbc@lysator.liu.se",
+        "3des-cbc",
+        "blowfish-cbc",
+        "cast128-cbc",
+        "arcfour",
+        "arcfour128",
+        "arcfour256",
+    ),
+    # MD5 and SHA-1 MACs: truncated ("-96") or not, encrypt-then-MAC ("-etm") or not.
+    "macs": (
+        "hmac-md5",
+        "hmac-md5-96",
+        "hmac-md5-etm@openssh.com",
+        "hmac-md5-96-etm@openssh.com",
+        "hmac-sha1",
+        "hmac-sha1-96",
+        "hmac-sha1-etm@openssh.com",
+        "hmac-sha1-96-etm@openssh.com",
+    ),
+    # SHA-1 exchange hashes; group1 is also a 1024-bit group (Logjam).
+    "kex": (
+        "diffie-hellman-group1-sha1",
+        "diffie-hellman-group14-sha1",
+        "diffie-hellman-group-exchange-sha1",
+    ),
+    # Host keys and the auditor's own key alike: see _WEAK_SIGNATURES.
+    "keys": _WEAK_SIGNATURES,
+    "pubkeys": _WEAK_SIGNATURES,
+}
+_WEAK_ALGORITHMS_ANY = frozenset(n for names in _WEAK_ALGORITHMS.values() for n in names)
+#: Algorithm names as RFC 4251 6 allows them ("aes128-ctr", "name@domain"); others the server
+#: sends are not echoed into errors. At most so many of a list are.
+_ALGORITHM_NAME = re.compile(r"[A-Za-z0-9_.+@-]{1,64}")
+_MAX_ALGORITHMS_SHOWN = 40
+
+
+class _ServerOffer:
+    """The algorithms the server's KEXINIT offered, to say what it lacked when no algorithm
+    of some kind is acceptable to both sides.
+
+    paramiko's own error says only "no acceptable ciphers"; for an audit, what the host
+    offers is the finding. The KEXINIT is read from a copy, before paramiko's handler, through
+    this connection's own copy of the handler table (as for exit signals below). With a
+    paramiko that has no such table, the error is paramiko's alone.
+    """
+
+    def __init__(self) -> None:
+        self._lists: list[list[str]] | None = None
+
+    def listen(self, transport: paramiko.Transport) -> None:
+        table = getattr(transport, "_handler_table", None)
+        if not isinstance(table, dict) or MSG_KEXINIT not in table:
+            return
+        paramiko_handler: Callable[[Message], None] = table[MSG_KEXINIT]
+
+        def handle(message: Message) -> None:
+            self._note(message)
+            paramiko_handler(message)
+
+        transport._handler_table = {**table, MSG_KEXINIT: handle}  # type: ignore[attr-defined]
+
+    def _note(self, message: Message) -> None:
+        if self._lists is not None:
+            return  # a re-key: the first offer is the one the session was set up with
+        try:
+            offer = Message(message.get_remainder())
+            offer.get_bytes(16)  # cookie
+            self._lists = [offer.get_list() for _ in range(6)]
+        except Exception:  # in paramiko's transport thread: raising would end the connection
+            return
+
+    def what_is_missing(self, transport: paramiko.Transport) -> str | None:
+        """The first kind of algorithm without one in common, said as "no cipher in common:
+        the server offers ..., the auditor accepts ..."; None when each kind had one, or when
+        the server's offer was not read."""
+        if self._lists is None:
+            return None
+        # KEXINIT's lists: kex, host key, ciphers and MACs each way (client to server first).
+        kinds = (
+            ("key exchange", transport.preferred_kex, self._lists[0:1]),
+            ("host key algorithm", transport.preferred_keys, self._lists[1:2]),
+            ("cipher", transport.preferred_ciphers, self._lists[2:4]),
+            ("MAC", transport.preferred_macs, self._lists[4:6]),
+        )
+        for what, accepted, offers in kinds:
+            for offered in offers:
+                if not set(offered) & set(accepted):
+                    return _nothing_in_common(what, offered, accepted)
+        return None
+
+
+def _nothing_in_common(what: str, offered: list[str], accepted: Iterable[str]) -> str:
+    # The key exchange list also carries pseudo-algorithms (extension and strict-kex signals).
+    offered = [n for n in offered if not n.startswith(("ext-info-", "kex-strict-"))]
+    refused = [n for n in offered if n in _WEAK_ALGORITHMS_ANY]
+    why = f" ({', '.join(refused)}: weak, never used by the auditor)" if refused else ""
+    return (
+        f"no {what} in common: the server offers {_server_names(offered)}{why}; "
+        f"the auditor accepts {', '.join(accepted)}"
+    )
+
+
+def _server_names(names: list[str]) -> str:
+    """The server's own text: only plausible names, and not too many, are echoed."""
+    shown = [n if _ALGORITHM_NAME.fullmatch(n) else "(unprintable name)" for n in names]
+    if len(shown) > _MAX_ALGORITHMS_SHOWN:
+        shown = [*shown[:_MAX_ALGORITHMS_SHOWN], f"{len(shown) - _MAX_ALGORITHMS_SHOWN} more"]
+    return ", ".join(shown) or "none"
+
+
+# -- known_hosts ----------------------------------------------------------------------------
 
 
 class _KnownHostsCache:
@@ -82,21 +223,21 @@ class _KnownHostsCache:
     hosts already. A file is identified by its device, inode, size and modification time, so
     an edited or replaced file is read again. A file modified in the last seconds is not
     cached at all: a file system's clock is coarse, and a rewrite of the same size within one
-    tick would keep its identity (git's "racily clean" index entries). paramiko.HostKeys is
-    only read after loading, so threads share it.
+    tick would keep its identity (git's "racily clean" index entries). A parsed file is
+    immutable, so threads share it.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._parsed: dict[str, tuple[tuple[int, int, int, int], paramiko.HostKeys]] = {}
+        self._parsed: dict[str, tuple[tuple[int, int, int, int], _KnownHosts]] = {}
 
-    def read(self, path: str) -> paramiko.HostKeys:
+    def read(self, path: str) -> _KnownHosts:
         identity = _file_identity(path)
         with self._lock:
             cached = self._parsed.get(path)
             if cached is not None and cached[0] == identity:
                 return cached[1]
-            host_keys = paramiko.HostKeys(path)
+            host_keys = _KnownHosts.load(path)
             # Checked again after parsing: a file replaced meanwhile is not cached as the old.
             settled = time.time_ns() - identity[3] >= _SETTLED_NS
             if settled and _file_identity(path) == identity:
@@ -113,6 +254,166 @@ def _file_identity(path: str) -> tuple[int, int, int, int]:
 
 
 _read_known_hosts = _KnownHostsCache().read
+
+
+@dataclass(frozen=True)
+class _HostTrust:
+    """What known_hosts says about one host."""
+
+    keys: tuple[paramiko.PKey, ...]  #: keys of the plain lines naming it, none of them revoked
+    revoked: tuple[paramiko.PKey, ...]  #: keys an ``@revoked`` line naming it refuses
+    #: an ``@cert-authority`` line names it (trusted for nothing: see ``_KnownHosts``)
+    has_authority: bool = False
+
+    def is_revoked(self, key: paramiko.PKey) -> bool:
+        return _among(key, self.revoked)
+
+
+@dataclass(frozen=True)
+class _Line:
+    names: tuple[str, ...]  #: the host field as written: names, hashes or patterns
+    key: paramiko.PKey
+
+
+@dataclass(frozen=True)
+class _KnownHosts:
+    """An OpenSSH known_hosts file, markers included (sshd(8), "SSH_KNOWN_HOSTS FILE FORMAT").
+
+    paramiko's HostKeys fails on the whole file at the first marker line, so every host would
+    fail. Lines are read here, their keys by paramiko:
+
+    - a plain line names its hosts exactly or hashed (``|1|``), as paramiko matched them: no
+      wildcards, so a key is only ever trusted for a host written out;
+    - ``@revoked``: its key is refused for the hosts it names, even where a plain line lists it.
+      Its host field is read as OpenSSH reads patterns (``*``, ``?``, ``!``), so ``@revoked *``
+      refuses the key everywhere; matching too widely only ever refuses more;
+    - ``@cert-authority``: the auditor does not check host certificates, so such a line trusts
+      nothing; it is kept only to say why its hosts are unknown.
+    """
+
+    plain: tuple[_Line, ...]
+    revoked: tuple[_Line, ...]
+    authorities: tuple[tuple[str, ...], ...]  #: host fields of the @cert-authority lines
+
+    @classmethod
+    def load(cls, path: str) -> _KnownHosts:
+        """Raises OSError, or ValueError for an @revoked line whose key cannot be read."""
+        plain: list[_Line] = []
+        revoked: list[_Line] = []
+        authorities: list[tuple[str, ...]] = []
+        with open(path, encoding="utf-8", errors="replace") as file:
+            for number, raw in enumerate(file, 1):
+                text = raw.strip()
+                if not text or text.startswith("#"):
+                    continue
+                marker, rest = _split_marker(text)
+                if marker is None:
+                    line = _parse_line(rest, number)
+                    if line is not None:
+                        plain.append(line)
+                elif marker == "@revoked":
+                    line = _parse_revoked(rest, number)
+                    if line is not None:
+                        revoked.append(line)
+                elif marker == "@cert-authority" and rest:
+                    authorities.append(tuple(rest.split()[0].split(",")))
+                # Any other marker makes the line invalid (OpenSSH skips it too).
+        return cls(tuple(plain), tuple(revoked), tuple(authorities))
+
+    def trust(self, names: list[str]) -> _HostTrust:
+        """What the file says about the host known as any of ``names``."""
+        revoked = tuple(line.key for line in self.revoked if _patterns_name(line.names, names))
+        keys = tuple(
+            line.key
+            for line in self.plain
+            if _names_any(line.names, names) and not _among(line.key, revoked)
+        )
+        authority = any(_patterns_name(field, names) for field in self.authorities)
+        return _HostTrust(keys, revoked, authority)
+
+
+def _split_marker(text: str) -> tuple[str | None, str]:
+    """(marker or None, the rest with single spaces between fields). paramiko splits on each
+    space or tab, so "host  ssh-ed25519 AAAA" (two spaces) would be read as a key of type "",
+    and an @revoked line written so would revoke nothing."""
+    fields = text.split()
+    if fields[0].startswith("@"):
+        return fields[0], " ".join(fields[1:])
+    return None, " ".join(fields)
+
+
+def _parse_line(text: str, number: int) -> _Line | None:
+    """A plain line, or None for one that is skipped: too few fields, a key type paramiko does
+    not know (no such key can be negotiated), a key that does not parse (it can be trusted for
+    nothing)."""
+    try:
+        entry = HostKeyEntry.from_line(text, number)
+    except Exception:  # paramiko's key parsers raise many kinds on bad data (OverflowError, ...)
+        return None
+    if entry is None:
+        return None
+    return _Line(tuple(entry.hostnames), entry.key)
+
+
+def _parse_revoked(text: str, number: int) -> _Line | None:
+    """An @revoked line; None for a key type paramiko does not know (such a key can never be
+    presented to it). A key that does not parse is an error, not a skipped line: the key it
+    revokes would be accepted."""
+    if len(text.split()) < 3:
+        raise ValueError(f"line {number}: an @revoked line without a key")
+    try:
+        entry = HostKeyEntry.from_line(text, number)
+    except Exception:  # as in _parse_line
+        raise ValueError(f"line {number}: the key of an @revoked line cannot be read") from None
+    if entry is None:
+        return None
+    return _Line(tuple(entry.hostnames), entry.key)
+
+
+def _among(key: paramiko.PKey, keys: Iterable[paramiko.PKey]) -> bool:
+    blob = key.asbytes()
+    return any(blob == other.asbytes() for other in keys)
+
+
+def _names_any(field: tuple[str, ...], names: list[str]) -> bool:
+    """A plain line's host field names one of ``names``, exactly or hashed (as paramiko)."""
+    return any(entry == name or _hashed(entry, name) for entry in field for name in names)
+
+
+def _patterns_name(field: tuple[str, ...], names: list[str]) -> bool:
+    """A marker line's host field names one of ``names``, as OpenSSH's match_hostname reads
+    it: a name matching a ``!pattern`` is excluded, else one matching a pattern is named."""
+    return any(_pattern_list_matches(field, name) for name in names)
+
+
+def _pattern_list_matches(field: tuple[str, ...], name: str) -> bool:
+    named = False
+    for pattern in field:
+        if pattern.startswith("!"):
+            if _wildcard_matches(pattern[1:], name):
+                return False
+        elif _hashed(pattern, name) or _wildcard_matches(pattern, name):
+            named = True
+    return named
+
+
+def _wildcard_matches(pattern: str, name: str) -> bool:
+    # Only "*" and "?" are special, as in OpenSSH: "[" is literal ("[10.0.0.1]:2222").
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, name, re.IGNORECASE | re.DOTALL) is not None
+
+
+def _hashed(entry: str, name: str) -> bool:
+    """``entry`` is ``|1|salt|hash``, the HMAC-SHA1 of ``name`` (ssh-keygen -H)."""
+    if not entry.startswith("|1|"):
+        return False
+    try:
+        return hmac.compare_digest(paramiko.HostKeys.hash_host(name, entry), entry)
+    except (ValueError, AssertionError, IndexError):  # a malformed hash names no host
+        return False
+
+
+# -- the allow-list -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -291,16 +592,18 @@ class AuditSession:
         """Scope check, TCP, key exchange, host key check, key authentication."""
         self._ask_scope()
         key = self._load_client_key()
-        known = self._known_keys()
+        trust = self._host_trust()
         sock = self._open_socket()
-        transport = paramiko.Transport(sock)
+        transport = paramiko.Transport(sock, disabled_algorithms=_WEAK_ALGORITHMS)
         self._transport = transport
         self._exit_signals.listen(transport)
+        offer = _ServerOffer()
+        offer.listen(transport)
         try:
-            self._prefer_known_key_types(transport, known)
-            self._handshake(transport)
+            self._prefer_known_key_types(transport, trust.keys)
+            self._handshake(transport, offer)
             self.host_key = transport.get_remote_server_key()
-            self._verify_host_key(self.host_key, known)
+            self._verify_host_key(self.host_key, trust)
             self._authenticate(transport, key)
         except BaseException:
             self.close()
@@ -331,20 +634,15 @@ class AuditSession:
                 f"{type(exc).__name__}",
             ) from None
 
-    def _known_keys(self) -> dict[str, paramiko.PKey]:
+    def _host_trust(self) -> _HostTrust:
         try:
-            host_keys = _read_known_hosts(str(self._known_hosts))
-        except (OSError, paramiko.SSHException) as exc:
+            known_hosts = _read_known_hosts(str(self._known_hosts))
+        except (OSError, ValueError) as exc:
             raise SshError(
                 ErrorReason.INTERNAL,
                 f"{self.where}: cannot read known_hosts {self._known_hosts}: {exc}",
             ) from None
-        found: dict[str, paramiko.PKey] = {}
-        for name in _known_hosts_names(self.address, self.port):
-            entry = host_keys.lookup(name)
-            if entry is not None:
-                found.update({key_type: entry[key_type] for key_type in entry})
-        return found
+        return known_hosts.trust(_known_hosts_names(self.address, self.port))
 
     def _open_socket(self) -> socket.socket:
         try:
@@ -368,7 +666,7 @@ class AuditSession:
 
     @staticmethod
     def _prefer_known_key_types(
-        transport: paramiko.Transport, known: dict[str, paramiko.PKey]
+        transport: paramiko.Transport, known: tuple[paramiko.PKey, ...]
     ) -> None:
         # Ask the server for a key type we know for this host first, as OpenSSH does; the
         # server may otherwise present another type, which would look like a changed key.
@@ -378,7 +676,7 @@ class AuditSession:
         wanted = [t for t in _algorithms_for(known) if t in options.key_types]
         options.key_types = wanted + [t for t in options.key_types if t not in wanted]
 
-    def _handshake(self, transport: paramiko.Transport) -> None:
+    def _handshake(self, transport: paramiko.Transport, offer: _ServerOffer) -> None:
         budget = self.timeouts.handshake
         # Our own wait below decides the timeout; the transport's banner limit only makes
         # sure its thread does not outlive the session for long.
@@ -396,28 +694,37 @@ class AuditSession:
                 f"{self.where}: no SSH banner and key exchange within {budget:g}s",
             )
         if not transport.is_active():
-            failure = transport.get_exception()
+            failure = offer.what_is_missing(transport) or transport.get_exception()
             raise SshError(
                 ErrorReason.UNREACHABLE,
                 f"{self.where}: SSH negotiation failed: {failure or 'connection closed'}",
             )
 
-    def _verify_host_key(self, presented: paramiko.PKey, known: dict[str, paramiko.PKey]) -> None:
-        shown = fingerprint_sha256(presented.asbytes())
-        if not known:
+    def _verify_host_key(self, presented: paramiko.PKey, trust: _HostTrust) -> None:
+        shown = f"{presented.get_name()} {fingerprint_sha256(presented.asbytes())}"
+        # First: a revoked key is refused even where a plain line lists it too.
+        if trust.is_revoked(presented):
+            raise SshError(
+                ErrorReason.HOST_KEY_MISMATCH,
+                f"{self.where}: HOST KEY REVOKED: presented {shown}, which known_hosts "
+                f"{self._known_hosts} marks @revoked; refused",
+            )
+        if not trust.keys:
             raise SshError(
                 ErrorReason.HOST_KEY_UNKNOWN,
                 f"{self.where}: host not in known_hosts {self._known_hosts}; presented "
-                f"{presented.get_name()} {shown}; refused (keys are never accepted on first use)",
+                f"{shown}; refused (keys are never accepted on first use)" + _why_unknown(trust),
             )
-        if any(presented.asbytes() == key.asbytes() for key in known.values()):
+        if _among(presented, trust.keys):
             return
         expected = ", ".join(
-            f"{key.get_name()} {fingerprint_sha256(key.asbytes())}" for key in known.values()
+            dict.fromkeys(
+                f"{key.get_name()} {fingerprint_sha256(key.asbytes())}" for key in trust.keys
+            )
         )
         raise SshError(
             ErrorReason.HOST_KEY_MISMATCH,
-            f"{self.where}: HOST KEY CHANGED: presented {presented.get_name()} {shown}, "
+            f"{self.where}: HOST KEY CHANGED: presented {shown}, "
             f"known_hosts has {expected}; refused",
         )
 
@@ -714,15 +1021,29 @@ def _known_hosts_names(address: str, port: int) -> list[str]:
     return names
 
 
-def _algorithms_for(known: dict[str, paramiko.PKey]) -> list[str]:
+def _algorithms_for(known: Iterable[paramiko.PKey]) -> list[str]:
     algorithms: list[str] = []
-    for key_type in known:
+    for key_type in dict.fromkeys(key.get_name() for key in known):
         if key_type == "ssh-rsa":
-            # An RSA host key is negotiated under its SHA-2 signature names.
-            algorithms += ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
+            # An RSA host key is negotiated under its SHA-2 signature names ("ssh-rsa", the
+            # SHA-1 one, is never offered: _WEAK_ALGORITHMS).
+            algorithms += ["rsa-sha2-512", "rsa-sha2-256"]
         else:
             algorithms.append(key_type)
     return algorithms
+
+
+def _why_unknown(trust: _HostTrust) -> str:
+    """What known_hosts has for a host it lists no usable key for, if anything."""
+    reasons = []
+    if trust.revoked:
+        reasons.append("known_hosts has only @revoked keys for it")
+    if trust.has_authority:
+        reasons.append(
+            "known_hosts trusts a certificate authority for it (@cert-authority), but host "
+            "certificates are not supported by the auditor: list the host's own key"
+        )
+    return "".join(f"; {reason}" for reason in reasons)
 
 
 def _now() -> datetime:

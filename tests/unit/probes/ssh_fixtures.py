@@ -157,7 +157,7 @@ class Sshd:
             self.forwarder.close()
 
 
-def _prepare(folder: Path, port: int, users: str) -> Sshd:
+def _prepare(folder: Path, port: int, users: str, extra_config: str = "") -> Sshd:
     folder.mkdir(parents=True, exist_ok=True)
     # The unprivileged test user's sshd reads authorized_keys as that user: the folder must
     # be reachable by it (pytest's own temporary folders are not).
@@ -185,7 +185,7 @@ def _prepare(folder: Path, port: int, users: str) -> Sshd:
         "PermitRootLogin prohibit-password\n"
         "UsePAM no\n"
         f"AllowUsers {users}\n"
-        "LogLevel ERROR\n"
+        "LogLevel ERROR\n" + extra_config
     )
     public = (folder / "host_ed25519.pub").read_text().split()
     known_hosts = folder / "known_hosts"
@@ -193,9 +193,10 @@ def _prepare(folder: Path, port: int, users: str) -> Sshd:
     return Sshd(folder, port, folder / "host_ed25519.pub", client_key, known_hosts)
 
 
-def start_sshd(folder: Path, users: str = f"root {TEST_USER}") -> Sshd:
+def start_sshd(folder: Path, users: str = f"root {TEST_USER}", extra_config: str = "") -> Sshd:
+    """``extra_config``: sshd_config lines added after ours (Ciphers, MACs, HostKey, ...)."""
     port = free_port()
-    server = _prepare(folder, port, users)
+    server = _prepare(folder, port, users, extra_config)
     server.process = subprocess.Popen(
         [str(SSHD), "-D", "-e", "-f", str(folder / "sshd_config")],
         stdout=subprocess.DEVNULL,
@@ -257,6 +258,17 @@ def public_temp_folder() -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_sshd(extra_config: str = "", users: str = "root") -> Iterator[Sshd]:
+    """A server of its own for one test, with ``extra_config`` added to its sshd_config."""
+    with public_temp_folder() as folder:
+        server = start_sshd(folder, users, extra_config)
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="module")
