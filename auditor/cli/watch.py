@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 from datetime import UTC, datetime
@@ -56,6 +57,46 @@ def _schedule(every: str | None, cron: str | None, once: bool) -> Schedule | Non
     except ScheduleError as exc:
         raise _fail(str(exc)) from exc
     return None
+
+
+def _webhooks_from_file(path: Path) -> list[str]:
+    """The URLs in ``path``: one a line; blank lines and lines starting with # are skipped. A
+    file others can read is used, with a warning: the URL is meant to stay secret."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        if os.stat(path).st_mode & 0o077:
+            say(
+                make_console(stderr=True),
+                "warning",
+                f"{path} can be read by other accounts; the webhook URL in it is a secret "
+                "(chmod 600)",
+                style="bold yellow",
+            )
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise _fail(f"--webhook-file {path}: cannot read it: {reason}") from exc
+    urls = [line.strip() for line in text.splitlines()]
+    urls = [u for u in urls if u and not u.startswith("#")]
+    if not urls:
+        raise _fail(f"--webhook-file {path}: no URL in it")
+    return urls
+
+
+def _webhook_from_env(name: str) -> str:
+    url = os.environ.get(name, "").strip()
+    if not url:
+        raise _fail(f"--webhook-env {name}: the environment variable is not set or empty")
+    return url
+
+
+def _webhook_urls(urls: list[str], files: list[Path], envs: list[str]) -> list[str]:
+    """Every webhook URL, from the command line, files and environment variables. The file and
+    the variable keep the URL (and its token) out of the process list and shell history."""
+    found = list(urls)
+    for path in files:
+        found += _webhooks_from_file(path)
+    found += [_webhook_from_env(name) for name in envs]
+    return found
 
 
 def _alerters(
@@ -112,6 +153,17 @@ def watch_command(
     webhook: Annotated[
         list[str] | None, typer.Option(help="POST verdict changes as JSON here (repeatable).")
     ] = None,
+    webhook_file: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Read webhook URLs from this file, one a line (repeatable); keeps a token in "
+            "the URL out of the process list."
+        ),
+    ] = None,
+    webhook_env: Annotated[
+        list[str] | None,
+        typer.Option(help="Take a webhook URL from this environment variable (repeatable)."),
+    ] = None,
     webhook_retries: Annotated[int, typer.Option(help="Retries per webhook alert.")] = 3,
     webhook_timeout: Annotated[float, typer.Option(help="Seconds per webhook attempt.")] = 10.0,
     syslog: Annotated[
@@ -140,7 +192,11 @@ def watch_command(
         state=StateDir(state),
         audit=real_audit(capture_seconds, ConsoleObserver(make_console(stderr=True))),
         alerters=_alerters(
-            webhook or [], webhook_retries, webhook_timeout, syslog, syslog_facility
+            _webhook_urls(webhook or [], webhook_file or [], webhook_env or []),
+            webhook_retries,
+            webhook_timeout,
+            syslog,
+            syslog_facility,
         ),
         retention=_retention(keep, max_age),
         metrics_file=metrics,

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from auditor.domain.files import write_text_atomically
 from auditor.domain.findings import Finding, Status
 from auditor.evidence.store import ArtifactRecord, object_path, parse_ref
 from auditor.report.diagram import overlays_for, render_svg
@@ -464,6 +465,7 @@ def write_html_reports(run: StoredRun) -> list[Path]:
     written = []
     for lang in LANGUAGES:
         path = run.run_dir / report_filename(lang)
-        path.write_text(render_html(run, lang), encoding="utf-8")
+        # 0600 and never through a symlink: the report shows every host's configuration.
+        write_text_atomically(path, render_html(run, lang), refuse_link=True)
         written.append(path)
     return written

@@ -7,10 +7,12 @@ it as a pass), not-applicable is ``<skipped>``. Evidence hashes go to ``<system-
 
 from __future__ import annotations
 
+import io
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
+from auditor.domain.files import write_bytes_atomically
 from auditor.domain.findings import Finding, Status
 from auditor.report.run import StoredRun, sorted_findings
 
@@ -100,5 +102,7 @@ def build_junit(run: StoredRun) -> ET.ElementTree[ET.Element]:
 
 def write_junit(run: StoredRun) -> Path:
     path = run.run_dir / JUNIT_FILE
-    build_junit(run).write(path, encoding="utf-8", xml_declaration=True)
+    buffer = io.BytesIO()
+    build_junit(run).write(buffer, encoding="utf-8", xml_declaration=True)
+    write_bytes_atomically(path, buffer.getvalue(), refuse_link=True)  # 0600, see html.py
     return path

@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from auditor.domain.files import write_text_atomically
 from auditor.domain.findings import Finding, Status
 from auditor.evidence.store import ArtifactRecord, object_path, parse_ref
 from auditor.report.run import (
@@ -323,5 +324,5 @@ def referenced_hashes(document: dict[str, Any]) -> set[str]:
 def write_oscal(run: StoredRun) -> Path:
     path = run.run_dir / OSCAL_FILE
     payload = json.dumps(build_assessment_results(run), ensure_ascii=False, indent=2)
-    path.write_text(payload + "\n", encoding="utf-8")
+    write_text_atomically(path, payload + "\n", refuse_link=True)  # 0600, see html.py
     return path

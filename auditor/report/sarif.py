@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from auditor.domain.files import write_text_atomically
 from auditor.domain.findings import Finding, Hop, Status
 from auditor.evidence.store import object_path
 from auditor.report.run import StoredRun, sorted_findings, utc_timestamp
@@ -154,5 +155,6 @@ def build_sarif(run: StoredRun) -> dict[str, Any]:
 
 def write_sarif(run: StoredRun) -> Path:
     path = run.run_dir / SARIF_FILE
-    path.write_text(json.dumps(build_sarif(run), ensure_ascii=False, indent=2) + "\n", "utf-8")
+    text = json.dumps(build_sarif(run), ensure_ascii=False, indent=2) + "\n"
+    write_text_atomically(path, text, refuse_link=True)  # 0600, see html.py
     return path

@@ -4,6 +4,10 @@ Each target gets the changes of one run and returns a ``Delivery`` (delivered or
 many attempts, and why not): an alert that cannot be delivered is logged and recorded in the
 run's marker, and never stops the watch. The third alert, a non-zero exit for one-shot use, is
 the CLI's (``auditor watch --once``).
+
+A webhook URL is a secret (chat services put the token in the path or the query): it is only
+ever shown as ``redact_url`` makes it, scheme, host and port, in logs, in the marker's
+``alert_results``, in error messages and in the alerter's repr.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import ip_address
 from typing import Protocol
 
@@ -70,6 +74,25 @@ def alert_payload(context: AlertContext, changes: list[Change]) -> dict[str, obj
 # -- webhook ----------------------------------------------------------------------------------
 
 
+def redact_url(url: str) -> str:
+    """``url`` without what may be a secret: user and password, path, query and fragment.
+    ``https://user:pw@hooks.example:8443/T0/B0/xyz?token=1`` -> ``https://hooks.example:8443/…``.
+    Whatever cannot be parsed becomes ``<webhook URL>``."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<webhook URL>"
+    if not host or any(c.isspace() or not c.isprintable() for c in host):
+        return "<webhook URL>"
+    shown = f"[{host}]" if ":" in host else host
+    if port is not None:
+        shown += f":{port}"
+    hidden = parts.path not in ("", "/") or parts.query or parts.fragment
+    return f"{parts.scheme}://{shown}/…" if hidden else f"{parts.scheme}://{shown}"
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """A redirect would turn the POST into a GET elsewhere: treat it as a failure instead."""
 
@@ -90,9 +113,11 @@ def _is_loopback(url: str) -> bool:
 @dataclass(frozen=True)
 class WebhookAlerter:
     """POST the changes as JSON; retry on network errors, 5xx, 408 and 429, a bounded number of
-    times with doubling waits. Environment proxies apply, except to a loopback receiver."""
+    times with doubling waits. Environment proxies apply, except to a loopback receiver.
 
-    url: str
+    ``url`` is never shown: ``label`` (the redacted URL) stands for it everywhere."""
+
+    url: str = field(repr=False)
     retries: int = 3
     timeout: float = 10.0
     backoff: float = 1.0  #: seconds before the first retry; doubled each time
@@ -101,9 +126,33 @@ class WebhookAlerter:
     def __post_init__(self) -> None:
         scheme = urllib.parse.urlsplit(self.url).scheme
         if scheme not in ("http", "https"):
-            raise ValueError(f"webhook URL must be http or https, not {self.url!r}")
+            raise ValueError(f"webhook URL must be http or https, not {self.label!r}")
+        if any(c.isspace() or not c.isprintable() for c in self.url):
+            # Refused here: urllib's own error for it would quote the whole URL.
+            raise ValueError(f"webhook URL {self.label} holds spaces or control characters")
         if self.retries < 0:
             raise ValueError("retries must not be negative")
+
+    @property
+    def label(self) -> str:
+        return redact_url(self.url)
+
+    def __repr__(self) -> str:
+        # send_alerts names a target that raised by its repr.
+        return f"WebhookAlerter({self.label})"
+
+    def _scrub(self, text: str) -> str:
+        """An error message, with the URL and its secret parts (should a library have quoted
+        them) redacted."""
+        text = text.replace(self.url, self.label)
+        parts = urllib.parse.urlsplit(self.url)
+        pieces = [parts.path, parts.query, parts.fragment, parts.username, parts.password]
+        # A token may also be quoted alone: a query value or one segment of the path.
+        pieces += [v for _, v in urllib.parse.parse_qsl(parts.query)]
+        pieces += parts.path.split("/")
+        for piece in sorted((p for p in pieces if p and len(p) >= 4), key=len, reverse=True):
+            text = text.replace(piece, "…")
+        return text
 
     def _opener(self) -> urllib.request.OpenerDirector:
         handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
@@ -118,12 +167,16 @@ class WebhookAlerter:
         attempt = 0
         while True:
             attempt += 1
-            retry, error = self._post_once(opener, body)
+            try:
+                retry, error = self._post_once(opener, body)
+            except Exception as exc:  # caught here, not in send_alerts: its text may hold the URL
+                retry, error = False, f"{type(exc).__name__}: {exc}"
             if error is None:
-                return Delivery(self.url, True, attempt)
+                return Delivery(self.label, True, attempt)
+            error = self._scrub(error)
             if not retry or attempt > self.retries:
-                return Delivery(self.url, False, attempt, error)
-            log.warning("webhook %s: attempt %d failed (%s); retrying", self.url, attempt, error)
+                return Delivery(self.label, False, attempt, error)
+            log.warning("webhook %s: attempt %d failed (%s); retrying", self.label, attempt, error)
             time.sleep(wait)
             wait = min(wait * 2, self.max_backoff)
 

@@ -7,18 +7,20 @@ wants to know that a verdict stopped being reported as much as that it flipped.
 ``drift.jsonl`` holds one JSON object a line. Each run's changes are appended in one ``write``
 on a file opened with O_APPEND and fsynced, and the run's marker says when they are in; so a
 crash never leaves a run's changes half-written without the next run noticing (it re-checks
-the log for the run's id before appending, see ``already_recorded``).
+the log for the run's id before appending, see ``already_recorded``). The log is created 0600
+(it names hosts and their weaknesses) and is never opened through a symlink: a link planted at
+its name is refused, not appended to.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from auditor.domain.files import PRIVATE, append_bytes, read_text_nofollow
 from auditor.domain.findings import Finding, FindingsDocument, Status
 
 
@@ -88,22 +90,17 @@ def append_changes(path: Path, changes: list[Change]) -> None:
     if not changes:
         return
     payload = "".join(c.line() + "\n" for c in changes).encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        written = os.write(fd, payload)
-        if written != len(payload):
-            raise OSError(f"short write to {path}: {written} of {len(payload)} bytes")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    append_bytes(path, payload, mode=PRIVATE)
 
 
 def read_changes(path: Path) -> list[Change]:
     """The drift log; a torn last line (a crash mid-write on a full disk) is skipped."""
-    if not path.exists():
+    try:
+        text = read_text_nofollow(path)
+    except FileNotFoundError:
         return []
     changes = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         if not line.strip():
             continue
         try:

@@ -142,4 +142,7 @@ def _verdict_family(document: FindingsDocument) -> _Family:
 
 
 def write_metrics(path: Path, snapshot: WatchSnapshot) -> None:
+    # 0644, unlike every other file the watch writes: node_exporter reads it under its own
+    # account. It holds counts and run ids only, no host data. The rename replaces a symlink
+    # at ``path`` rather than writing through it.
     write_text_atomically(path, render_metrics(snapshot), mode=0o644)

@@ -9,6 +9,12 @@ Layout::
     DIR/runs/<id>/watch-inventory.yaml   the inventory as it was, to rebuild the topology later
     DIR/runs/<id>/findings.json, evidence/, facts.json    written by the audit itself
 
+Nothing in the folder is trusted as a path. A run folder counts only if it is a real directory
+(not a symlink) directly under ``runs/``, its name has the form of the ids ``new_run_id`` makes
+(``RUN_ID``), and its marker's ``id`` is that same name; anything else is skipped with a warning.
+Only such folders are ever written to or deleted (``prune``). The state folder and its run
+folders are 0700, the files holding host data 0600, and none is opened through a symlink.
+
 A run's marker says ``running`` from before the audit starts until it is replaced, atomically,
 by ``finished`` (or ``failed``). A process killed mid-run leaves ``running`` behind; since the
 lock dies with its holder, whoever next holds the lock knows that such a run is dead and marks it
@@ -21,7 +27,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,15 +37,32 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from auditor.domain.errors import AuditorError
-from auditor.domain.files import write_text_atomically
+from auditor.domain.files import (
+    PRIVATE,
+    PRIVATE_DIR,
+    UnsafePathError,
+    is_real_dir,
+    read_text_nofollow,
+    write_text_atomically,
+)
+
+log = logging.getLogger(__name__)
 
 MARKER_FILE = "watch-run.json"
 INVENTORY_COPY = "watch-inventory.yaml"
 FINDINGS_FILE = "findings.json"
 FACTS_FILE = "facts.json"
+
+#: The ids ``auditor.audit.orchestrator.new_run_id`` makes: UTC start, six hex digits. Being
+#: one path component without dots or slashes, such an id can never name a folder outside runs/.
+RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}")
+
+
+def is_run_id(text: str) -> bool:
+    return RUN_ID.fullmatch(text) is not None
 
 
 class RunState(StrEnum):
@@ -97,31 +122,80 @@ class StateDir:
         return self.root / "metrics.prom"
 
     def run_dir(self, run_id: str) -> Path:
+        """The folder of run ``run_id``; ValueError for anything but a run id, so that no
+        other text (a marker's, say) can ever become a path here."""
+        if not is_run_id(run_id):
+            raise ValueError(f"not a run id: {run_id!r}")
         return self.runs_dir / run_id
 
     def ensure(self) -> None:
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        """Create the folder and runs/, both 0700: the runs hold the hosts' configuration.
+        runs/ is tightened if an older version made it wider; a symlink there is refused."""
+        self.root.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        if self.runs_dir.is_symlink():
+            raise UnsafePathError(f"{self.runs_dir} is a symbolic link; refusing to use it")
+        self.runs_dir.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+        if os.stat(self.runs_dir).st_mode & 0o077:
+            os.chmod(self.runs_dir, PRIVATE_DIR)
+
+    def make_run_dir(self, run_id: str) -> Path:
+        """Create a new run's folder (0700); it must not exist yet."""
+        path = self.run_dir(run_id)
+        path.mkdir(mode=PRIVATE_DIR)
+        return path
 
     # -- markers ---------------------------------------------------------------------------
 
     def write_record(self, record: RunRecord) -> None:
+        # Replaced by rename: a symlink planted at the marker's name is replaced, not followed.
         write_text_atomically(
-            self.run_dir(record.id) / MARKER_FILE, record.model_dump_json(indent=2) + "\n"
+            self.run_dir(record.id) / MARKER_FILE,
+            record.model_dump_json(indent=2) + "\n",
+            mode=PRIVATE,
         )
 
     def read_record(self, run_id: str) -> RunRecord | None:
-        path = self.run_dir(run_id) / MARKER_FILE
-        try:
-            return RunRecord.model_validate_json(path.read_text(encoding="utf-8"))
-        except (OSError, ValidationError):
+        """The marker of run ``run_id``, if that is a run folder of ours (see the module
+        docstring); None otherwise, with a warning when something is there but is not one."""
+        if not is_run_id(run_id):
             return None
+        folder = self.run_dir(run_id)
+        if folder.is_symlink():
+            log.warning("runs/%s is a symbolic link, not a run folder; skipped", run_id)
+            return None
+        if not is_real_dir(folder):
+            return None
+        return self._read_marker(folder)
+
+    def _read_marker(self, folder: Path) -> RunRecord | None:
+        try:
+            record = RunRecord.model_validate_json(read_text_nofollow(folder / MARKER_FILE))
+        except FileNotFoundError:
+            return None  # a folder without a marker: nothing was started there
+        except (OSError, ValueError, UnsafePathError) as exc:
+            log.warning("runs/%s: unreadable marker, skipped: %s", folder.name, exc)
+            return None
+        if record.id != folder.name:
+            # Never used as a path: it could be "/etc" or "../..", and prune deletes by id.
+            log.warning(
+                "runs/%s: its marker names another run (%r); skipped", folder.name, record.id
+            )
+            return None
+        return record
 
     def records(self) -> list[RunRecord]:
-        """Every marked run, oldest first. Folders without a readable marker are not runs of
-        ours (or their marker was never written: nothing was started there)."""
-        if not self.runs_dir.is_dir():
+        """Every marked run, oldest first. Entries of runs/ that are not run folders of ours
+        (see the module docstring) are skipped."""
+        if not is_real_dir(self.runs_dir):
             return []
-        found = [self.read_record(p.name) for p in self.runs_dir.iterdir() if p.is_dir()]
+        found = []
+        for entry in sorted(self.runs_dir.iterdir()):
+            if not is_run_id(entry.name):
+                if (entry / MARKER_FILE).exists():
+                    # %r: the name is anyone's text, and could hold a newline (a forged log line).
+                    log.warning("runs/%r: not a run id, skipped", entry.name)
+                continue
+            found.append(self.read_record(entry.name))
         return sorted((r for r in found if r is not None), key=lambda r: (r.started, r.id))
 
     def finished_before(self, record: RunRecord) -> RunRecord | None:
@@ -162,8 +236,9 @@ class StateDir:
     def lock(self) -> Iterator[None]:
         """Hold the run lock, or raise LockHeldError at once (a tick never waits for, nor starts
         beside, a run in progress). flock is released by the kernel if the holder dies."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        self.root.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        # O_NOFOLLOW: the lock file is truncated below, and a symlink there could name any file.
+        fd = self._open_lock(os.O_RDWR | os.O_CREAT)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -178,9 +253,9 @@ class StateDir:
             os.close(fd)
 
     def lock_is_held(self) -> bool:
-        if not self.lock_file.exists():
+        if not os.path.lexists(self.lock_file):
             return False
-        fd = os.open(self.lock_file, os.O_RDONLY)
+        fd = self._open_lock(os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError:
@@ -189,14 +264,41 @@ class StateDir:
             os.close(fd)  # closing drops the probe lock if we got it
         return False
 
+    def _open_lock(self, flags: int) -> int:
+        try:
+            return os.open(self.lock_file, flags | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafePathError(
+                    f"{self.lock_file} is a symbolic link; refusing to use it as the lock"
+                ) from exc
+            raise
+
     # -- retention -------------------------------------------------------------------------
 
     def prune(self, policy: Retention, now: datetime) -> list[str]:
-        """Delete runs the policy no longer keeps; return their ids."""
-        doomed = policy.select(self.records(), now)
-        for run_id in doomed:
-            shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
-        return doomed
+        """Delete runs the policy no longer keeps; return the ids of those deleted. Only run
+        folders that ``records`` validated are candidates, and each is checked again just
+        before: a real directory directly under runs/, never a symlink."""
+        removed = []
+        for run_id in policy.select(self.records(), now):
+            if self._remove_run(run_id):
+                removed.append(run_id)
+        return removed
+
+    def _remove_run(self, run_id: str) -> bool:
+        folder = self.run_dir(run_id)
+        if not is_real_dir(folder):
+            log.warning("runs/%s is not a real folder any more; not removed", run_id)
+            return False
+        try:
+            # On Linux rmtree works on file descriptors and refuses a symlink at the top (also
+            # one swapped in after the check above); it never follows one inside.
+            shutil.rmtree(folder)
+        except OSError as exc:
+            log.error("runs/%s could not be removed: %s", run_id, exc)
+            return False
+        return True
 
 
 def _read_holder(fd: int) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import socket
 import threading
 import time
@@ -31,6 +30,7 @@ from typing import Protocol
 from auditor.audit.observer import AuditObserver
 from auditor.audit.orchestrator import new_run_id
 from auditor.domain.errors import AuditorError
+from auditor.domain.files import PRIVATE, write_bytes_atomically
 from auditor.domain.findings import FindingsDocument, read_findings
 from auditor.watch.alerts import AlertContext, Alerter, Delivery, send_alerts
 from auditor.watch.drift import (
@@ -145,8 +145,7 @@ class Watcher:
             host=socket.gethostname(),
             inventory=str(self.inventory.resolve()),
         )
-        run_dir = self.state.run_dir(record.id)
-        run_dir.mkdir(parents=True)
+        self.state.make_run_dir(record.id)
         self.state.write_record(record)
         log.info("run %s started", record.id)
         return record
@@ -154,8 +153,8 @@ class Watcher:
     def _audit(self, record: RunRecord) -> FindingsDocument:
         run_dir = self.state.run_dir(record.id)
         # Kept so that `auditor diff` can rebuild this run's topology even after the inventory
-        # file changed or vanished.
-        shutil.copyfile(self.inventory, run_dir / INVENTORY_COPY)
+        # file changed or vanished. 0600: it lists the hosts, their addresses and accounts.
+        write_bytes_atomically(run_dir / INVENTORY_COPY, self.inventory.read_bytes(), PRIVATE)
         self.auditing = True
         try:
             self.audit(self.inventory, run_dir)

@@ -50,8 +50,14 @@ def test_a_second_process_cannot_take_the_lock_and_learns_who_holds_it(tmp_path:
         assert state.lock_is_held()
 
 
+def rid(name: str) -> str:
+    """A run id of the form new_run_id makes (the state folder accepts no other), its suffix
+    spelling ``name`` in hex so that the tests stay readable."""
+    return "20250401T090000Z-" + name.encode().hex().ljust(6, "0")[:6]
+
+
 def _record(run_id: str, minutes: int, run_state: RunState) -> RunRecord:
-    return RunRecord(id=run_id, state=run_state, started=T0 + timedelta(minutes=minutes))
+    return RunRecord(id=rid(run_id), state=run_state, started=T0 + timedelta(minutes=minutes))
 
 
 def test_stale_running_marker_becomes_interrupted(tmp_path: Path) -> None:
@@ -64,24 +70,24 @@ def test_stale_running_marker_becomes_interrupted(tmp_path: Path) -> None:
         (state.run_dir(record.id)).mkdir()
         state.write_record(record)
     # A reader without the lock already shows it as dead: nobody holds the lock.
-    stale = state.read_record("b")
+    stale = state.read_record(rid("b"))
     assert stale is not None and state.effective_state(stale) is RunState.INTERRUPTED
     with state.lock():
         marked = state.mark_stale_as_interrupted(T0)
-    assert [r.id for r in marked] == ["b"]
-    reread = state.read_record("b")
+    assert [r.id for r in marked] == [rid("b")]
+    reread = state.read_record(rid("b"))
     assert reread is not None and reread.state is RunState.INTERRUPTED and reread.error
-    assert state.latest_finished() is not None and state.latest_finished().id == "a"  # type: ignore[union-attr]
+    assert state.latest_finished() is not None and state.latest_finished().id == rid("a")  # type: ignore[union-attr]
 
 
 def test_a_running_run_shows_as_running_while_its_lock_is_held(tmp_path: Path) -> None:
     state = StateDir(tmp_path)
     state.ensure()
-    state.run_dir("r").mkdir()
+    state.run_dir(rid("r")).mkdir()
     state.write_record(_record("r", 0, RunState.RUNNING))
     child = _hold_lock_in_child(tmp_path)
     try:
-        record = state.read_record("r")
+        record = state.read_record(rid("r"))
         assert record is not None and state.effective_state(record) is RunState.RUNNING
     finally:
         child.send_signal(signal.SIGKILL)
@@ -91,11 +97,12 @@ def test_a_running_run_shows_as_running_while_its_lock_is_held(tmp_path: Path) -
 def test_marker_is_never_half_written(tmp_path: Path) -> None:
     state = StateDir(tmp_path)
     state.ensure()
-    state.run_dir("r").mkdir()
+    state.run_dir(rid("r")).mkdir()
     state.write_record(_record("r", 0, RunState.RUNNING))
-    leftovers = [p.name for p in state.run_dir("r").iterdir() if p.name.startswith(".")]
+    leftovers = [p.name for p in state.run_dir(rid("r")).iterdir() if p.name.startswith(".")]
     assert leftovers == []
-    assert oct(os.stat(state.run_dir("r") / "watch-run.json").st_mode & 0o777) == "0o644"
+    # 0600: a marker names the inventory, the host and the run's errors.
+    assert oct(os.stat(state.run_dir(rid("r")) / "watch-run.json").st_mode & 0o777) == "0o600"
 
 
 RECORDS = [
@@ -109,23 +116,23 @@ RECORDS = [
 
 
 def test_retention_keeps_the_newest_runs() -> None:
-    assert Retention(keep=3).select(RECORDS, T0) == ["r1", "r2", "r3"]
+    assert Retention(keep=3).select(RECORDS, T0) == [rid("r1"), rid("r2"), rid("r3")]
     assert Retention(keep=10).select(RECORDS, T0) == []
     assert Retention().select(RECORDS, T0 + timedelta(days=999)) == []
 
 
 def test_retention_by_age() -> None:
     now = T0 + timedelta(minutes=300)
-    assert Retention(max_age=timedelta(minutes=200)).select(RECORDS, now) == ["r1", "r2"]
+    assert Retention(max_age=timedelta(minutes=200)).select(RECORDS, now) == [rid("r1"), rid("r2")]
 
 
 def test_retention_never_removes_the_newest_finished_nor_a_running_run() -> None:
     now = T0 + timedelta(days=30)
     assert Retention(keep=1, max_age=timedelta(hours=1)).select(RECORDS, now) == [
-        "r1",
-        "r2",
-        "r3",
-        "r4",
+        rid("r1"),
+        rid("r2"),
+        rid("r3"),
+        rid("r4"),
     ]
     with pytest.raises(ValueError, match="at least one"):
         Retention(keep=0)
@@ -139,8 +146,8 @@ def test_prune_removes_the_folders(tmp_path: Path) -> None:
         (state.run_dir(record.id) / "findings.json").write_text("{}")
         state.write_record(record)
     removed = state.prune(Retention(keep=1), T0)
-    assert removed == ["r1", "r2"]
-    assert sorted(p.name for p in state.runs_dir.iterdir()) == ["r3"]
+    assert removed == [rid("r1"), rid("r2")]
+    assert sorted(p.name for p in state.runs_dir.iterdir()) == [rid("r3")]
 
 
 def test_records_ignore_folders_without_a_marker(tmp_path: Path) -> None:

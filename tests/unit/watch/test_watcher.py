@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.watch.alerts import WebhookAlerter
+from auditor.watch.alerts import WebhookAlerter, redact_url
 from auditor.watch.drift import read_changes
 from auditor.watch.schedule import IntervalSchedule
 from auditor.watch.state import Retention, RunRecord, RunState, StateDir
@@ -62,7 +62,7 @@ def test_changes_are_logged_alerted_and_counted(tmp_path: Path) -> None:
     records = watcher.state.records()
     assert _states(watcher.state) == [RunState.FINISHED] * 4
     assert records[1].counts == {"fail": 1, "pass": 2}
-    assert records[1].alert_results == [f"{receiver.url}: delivered (attempt 1)"]
+    assert records[1].alert_results == [f"{redact_url(receiver.url)}: delivered (attempt 1)"]
     run_dir = watcher.state.run_dir(ids[1])
     assert (run_dir / "findings.json").is_file()
     assert (run_dir / "watch-inventory.yaml").read_bytes() == INVENTORY.read_bytes()
