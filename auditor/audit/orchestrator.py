@@ -24,10 +24,16 @@ from auditor.audit.observer import AuditObserver
 from auditor.audit.options import AuditOptions
 from auditor.audit.scope import ScopeGuard
 from auditor.domain.errors import AuditorError
-from auditor.domain.files import write_text_atomically
+from auditor.domain.files import UnsafePathError, check_output_dir, write_text_atomically
 from auditor.domain.findings import Finding, FindingsDocument, RunInfo, write_findings
 from auditor.domain.inventory import Inventory, load_inventory
-from auditor.evidence.store import EvidenceError, EvidenceStore, auditor_version
+from auditor.evidence.store import (
+    INDEX_FILE,
+    EvidenceError,
+    EvidenceStore,
+    auditor_version,
+    seal_run,
+)
 from policies.context import AuditContext
 from policies.registry import evaluate_all
 from policies.snapshot import OBSERVATIONS_FILE, write_observations
@@ -48,6 +54,22 @@ class AuditResult:
     problems: list[str] = field(default_factory=list)
     #: artifacts in the evidence store at the end: 0 means nothing could be collected at all
     artifacts: int = 0
+
+
+#: What makes a non-empty folder acceptable as ``--out``: an earlier run of the auditor holds
+#: findings.json or an evidence index, and a folder ``auditor watch`` prepared for a run holds
+#: its marker (auditor.watch.state.MARKER_FILE). Any other non-empty folder is refused: the
+#: audit writes its files there as root. (A folder with an evidence index is then refused by
+#: the evidence store, which never reuses one.)
+EARLIER_RUN_SIGNS = ("findings.json", INDEX_FILE, "watch-run.json")
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse a symlink, a file, or a non-empty folder that is not an earlier run as --out."""
+    try:
+        check_output_dir(out_dir, EARLIER_RUN_SIGNS)
+    except UnsafePathError as exc:
+        raise AuditError(str(exc)) from exc
 
 
 def new_run_id(now: datetime) -> str:
@@ -98,12 +120,13 @@ def run_audit(
     the audit cannot run.
     """
     options = options or AuditOptions()
+    check_out_dir(out_dir)
     inventory = load_for_audit(inventory_path)
     guard = ScopeGuard.from_inventory(inventory)
     started = datetime.now(UTC)
     run_id = new_run_id(started)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it will hold host data
         store = EvidenceStore.create(out_dir, run_id)
     except OSError as exc:
         raise AuditError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
@@ -137,6 +160,9 @@ def run_audit(
     if closing:
         raise AuditError(closing)
     _render(out_dir, inventory_path, result, observer)
+    sealing = _seal(out_dir)
+    if sealing:
+        raise AuditError(sealing)
     return result
 
 
@@ -149,6 +175,20 @@ def _close(store: EvidenceStore, result: AuditResult) -> str | None:
         store.close()
     except EvidenceError as exc:
         return f"the evidence could not be completed: {exc}; the artifacts stored before verify"
+    return None
+
+
+def _seal(out_dir: Path) -> str | None:
+    """Seal the run's files (findings.json, facts.json, observations.json, the inventory copy,
+    every report) into its closed evidence, last, once they are all written, so that verify
+    checks them too. On failure (a link planted at one's name, a full disk) say so: the
+    evidence still verifies, and verify says that the files are not sealed."""
+    from auditor.report import written_names
+
+    try:
+        seal_run(out_dir, ["findings.json", "facts.json", OBSERVATIONS_FILE, *written_names()])
+    except EvidenceError as exc:
+        return f"the run's files could not be sealed: {exc}"
     return None
 
 

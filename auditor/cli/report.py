@@ -1,7 +1,8 @@
 """``auditor report``, ``auditor bundle`` and ``auditor keygen``.
 
 They parse arguments and map outcomes to exit codes; the work is in ``auditor.report``,
-``auditor.report.bundle`` and ``auditor.evidence.signing``. Exit codes: 0 done, 3 could not (bad input).
+``auditor.report.bundle`` and ``auditor.evidence.signing``. Exit codes: 0 done, 3 could not
+(bad input, a link among the run's files, a seal that cannot be renewed).
 """
 
 from __future__ import annotations
@@ -35,14 +36,15 @@ def report_command(
     ] = None,
 ) -> None:
     """Render the HTML (ja, en), OSCAL, SARIF and JUnit reports of a stored run, without
-    probing anything."""
+    probing anything, and renew the run's seal for them."""
+    from auditor.evidence.store import EvidenceError
     from auditor.report import render_reports
     from auditor.report.run import RunReadError
 
     console = make_console()
     try:
         written = render_reports(run, inventory_path=inventory)
-    except RunReadError as exc:
+    except (RunReadError, EvidenceError) as exc:
         say(console, "cannot report", exc)
         raise typer.Exit(ExitCode.CANNOT_RUN) from exc
     for path in written:
@@ -60,14 +62,14 @@ def bundle_command(
     """Verify a run, render its reports and pack them with the findings and the evidence into
     one zip whose manifest lists every file's SHA-256, signed with Ed25519."""
     from auditor.evidence.signing import SigningKeyError
-    from auditor.evidence.store import NotARunError
+    from auditor.evidence.store import EvidenceError
     from auditor.report.bundle import BundleError, create_bundle
     from auditor.report.run import RunReadError
 
     console = make_console()
     try:
         result = create_bundle(run, out, key)
-    except (BundleError, NotARunError, RunReadError, SigningKeyError, OSError) as exc:
+    except (BundleError, EvidenceError, RunReadError, SigningKeyError, OSError) as exc:
         say(console, "cannot bundle", exc)
         raise typer.Exit(ExitCode.CANNOT_RUN) from exc
     console.print(untrusted(f"bundle: {result.path} ({result.files} files, run {result.run_id})"))

@@ -71,14 +71,18 @@ def generate_key(out: Path) -> KeyFiles:
 
 
 def _write_new(path: Path, content: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    # O_EXCL | O_NOFOLLOW: a new file, never one or a link someone prepared at that name.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
-        os.write(fd, content)
+        # The umask may have removed bits we asked for (never added any): make it exact, on
+        # the descriptor (a chmod by name could be redirected by a link swapped in).
+        os.fchmod(fd, mode)
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
-    # The process umask may have removed bits we asked for (never added any): make it exact.
-    os.chmod(path, mode)
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:

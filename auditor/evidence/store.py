@@ -7,6 +7,17 @@ Layout under a run folder (see ``docs/evidence.md``)::
     DIR/evidence/manifest.json                   written by close(): a summary of the index
     DIR/evidence/tmp/                            objects being written (never referenced)
 
+The seal: at the end of an audit, once the store is closed and the reports written,
+``seal_run()`` records in the index's ``run`` table the SHA-256 of every file of the run folder
+that is not evidence (findings.json, facts.json, the reports, …), bound to the chain by the
+count and chain head it follows; ``reseal()`` renews it after the reports are rendered again.
+So the verifier checks those files too. It is not in the manifest: the OSCAL report hashes the
+manifest, and a re-render would then never settle.
+
+Links: the store writes objects through descriptors of its own folders opened without following
+a symbolic link (``objects/xx`` planted as a link to another folder is refused), and creates
+every file with O_EXCL | O_NOFOLLOW.
+
 The index is the source of truth. Each row carries ``chain_n = sha256(chain_{n-1} ||
 canonical_json(metadata_n))`` with the genesis derived from the run id, so an edited, removed or
 reordered row breaks the chain from that row on. The manifest is derived from the index alone,
@@ -29,14 +40,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import functools
 import hashlib
 import json
 import os
 import re
 import sqlite3
+import stat
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
@@ -53,6 +67,9 @@ OBJECTS_DIR = f"{EVIDENCE_DIR}/objects"
 TMP_DIR = f"{EVIDENCE_DIR}/tmp"
 INDEX_FILE = f"{EVIDENCE_DIR}/index.sqlite"
 MANIFEST_FILE = f"{EVIDENCE_DIR}/manifest.json"
+#: The key of the seal in the index's ``run`` table.
+SEAL_KEY = "seal"
+SEAL_FORMAT = "anon-infra-auditor-seal/1"
 
 _GENESIS_DOMAIN = b"anon-infra-auditor evidence chain v1\n"
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -188,6 +205,80 @@ def build_manifest(
     }
 
 
+def parse_seal(value: str | None) -> dict[str, Any] | None:
+    """The seal recorded in an index's ``run`` table, None when there is none; ValueError when
+    the value is not a seal."""
+    if value is None:
+        return None
+    try:
+        document = json.loads(value)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"the seal is not JSON: {exc}") from exc
+    if not isinstance(document, dict) or document.get("format") != SEAL_FORMAT:
+        raise ValueError(f"the seal is not of format {SEAL_FORMAT}")
+    return document
+
+
+def sealable_name(name: str) -> bool:
+    """A file the seal can cover: one name at the top of the run folder, not the evidence."""
+    return (
+        bool(name)
+        and "/" not in name
+        and "\\" not in name
+        and name not in (".", "..", EVIDENCE_DIR)
+    )
+
+
+def seal_files(run_dir: Path, names: Iterable[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Hash each named file of the run folder: (the entries of those present, the names of those
+    absent). A link or special file at a name is refused (EvidenceError): a seal never vouches
+    for what a link points at."""
+    entries: list[dict[str, Any]] = []
+    absent: list[str] = []
+    for name in sorted(set(names)):
+        if not sealable_name(name):
+            raise ValueError(f"{name!r} is not a file at the top of a run folder")
+        try:
+            sha, size = file_digest(run_dir, name)
+        except FileNotFoundError:
+            absent.append(name)
+            continue
+        except OSError as exc:
+            raise EvidenceError(f"cannot seal {run_dir / name}: {exc.strerror or exc}") from exc
+        entries.append({"path": name, "sha256": sha, "size": size})
+    return entries, absent
+
+
+def _renewed_seal(
+    previous: Mapping[str, Any], run_dir: Path, rewritten: Iterable[str], created: Iterable[str]
+) -> dict[str, Any]:
+    """The seal after a re-render: see ``reseal``."""
+    listed = previous.get("files")
+    if not isinstance(listed, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("path"), str) for e in listed
+    ):
+        raise EvidenceError(f"{run_dir}: the run's seal is malformed; not sealing it again")
+    prior = {entry["path"]: entry for entry in listed}
+    refresh = set(rewritten) | {name for name in created if name not in prior}
+    fresh, missing = seal_files(run_dir, refresh)
+    files = {path: entry for path, entry in prior.items() if path not in refresh}
+    files.update((entry["path"], entry) for entry in fresh)
+    absent = {n for n in previous.get("absent", []) if isinstance(n, str)} | set(missing)
+    entries = [files[path] for path in sorted(files)]
+    still_absent = sorted(absent - set(files))
+    if entries == listed and still_absent == previous.get("absent"):
+        return dict(previous)  # rendered the same again: the seal stands as it is
+    generation = previous.get("generation")
+    return {
+        **previous,  # the count and chain head the audit sealed: a re-render adds no artifact
+        "generation": (generation if isinstance(generation, int) else 1) + 1,
+        "reason": "reports rendered again",
+        "sealed": _utc_iso(datetime.now(UTC), "sealed"),
+        "files": entries,
+        "absent": still_absent,
+    }
+
+
 # -- the index ------------------------------------------------------------------------------
 
 # STRICT tables: SQLite refuses a value of the wrong type instead of silently storing it.
@@ -217,6 +308,8 @@ CREATE TABLE pending (
     sha256 TEXT NOT NULL
 ) STRICT;
 """
+
+_MASTER_QUERY = "SELECT type, name, tbl_name, sql FROM sqlite_master"
 
 _COLUMNS = (
     "seq, sha256, size, host, probe, command, tool_version, exit_status, media_type, "
@@ -275,7 +368,57 @@ def read_pending(conn: sqlite3.Connection) -> set[str]:
 
 def connect_read_only(index: Path) -> sqlite3.Connection:
     """Open an index without any chance of changing it."""
-    return sqlite3.connect(f"{index.resolve().as_uri()}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"{index.resolve().as_uri()}?mode=ro", uri=True)
+    harden(conn)
+    return conn
+
+
+def harden(conn: sqlite3.Connection) -> None:
+    """No SQL function may run from the file's own schema (a view, a trigger, a default)."""
+    conn.execute("PRAGMA trusted_schema=OFF")
+
+
+def _schema_statements() -> list[str]:
+    # Statement by statement: executescript() would commit outside the caller's transaction.
+    return [statement for statement in _SCHEMA.split(";") if statement.strip()]
+
+
+@functools.cache
+def _expected_schema() -> dict[tuple[str, str], tuple[Any, ...]]:
+    """sqlite_master of a store as create() makes it, built the same way in memory."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for statement in _schema_statements():
+            conn.execute(statement)
+        return {(row[0], row[1]): tuple(row) for row in conn.execute(_MASTER_QUERY)}
+    finally:
+        conn.close()
+
+
+def schema_problems(conn: sqlite3.Connection) -> list[str]:
+    """How the index's schema differs from the store's, read from sqlite_master alone.
+
+    To be called before any table is queried: a view or a trigger in a file someone else made
+    runs that person's SQL (a recursive view never ends), so anything but the store's exact
+    tables and their automatic index is refused."""
+    actual = {(row[0], row[1]): tuple(row) for row in conn.execute(_MASTER_QUERY)}
+    expected = _expected_schema()
+    problems = []
+    for key in sorted(set(actual) | set(expected), key=str):
+        kind, name = key
+        if key not in actual:
+            problems.append(f"{kind} {name!r} is missing")
+        elif key not in expected:
+            problems.append(f"unexpected {kind} {name!r}")
+        elif actual[key] != expected[key]:
+            problems.append(f"{kind} {name!r} is defined differently")
+    return problems
+
+
+def _require_store_schema(conn: sqlite3.Connection, index: Path) -> None:
+    problems = schema_problems(conn)
+    if problems:
+        raise NotARunError(f"{index} is not an evidence index: {'; '.join(problems)}")
 
 
 # -- file helpers ---------------------------------------------------------------------------
@@ -296,11 +439,98 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(target: Path, content: bytes, tmp_dir: Path, mode: int = 0o444) -> None:
-    """Write ``content`` so that ``target`` is either absent or complete, even after a crash."""
-    tmp = tmp_dir / f"{target.name}.{uuid.uuid4().hex}.tmp"
+class NotRegularFileError(AuditorError, OSError):
+    """A path to read is a symbolic link, a folder or a special file (FIFO, device, socket)."""
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: should a FIFO be swapped in after the check, opening it does not wait for a writer.
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def file_kind(mode: int) -> str:
+    """What an lstat mode is, in words."""
+    kinds = (
+        (stat.S_ISREG, "regular file"),
+        (stat.S_ISDIR, "folder"),
+        (stat.S_ISLNK, "symbolic link"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    )
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def _step(parent: int, name: str, flags: int, rel: str) -> int:
+    """Open ``name`` in the folder ``parent`` (closed either way) without following a link."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        return os.open(name, flags, dir_fd=parent)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise NotRegularFileError(
+                exc.errno, "a symbolic link or not a folder on the way (refused)", rel
+            ) from exc
+        raise
+    finally:
+        os.close(parent)
+
+
+def _open_dir(root: Path, rel: str) -> int:
+    """A descriptor of the folder ``rel`` below ``root``, no component followed as a link."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    for part in rel.split("/"):
+        fd = _step(fd, part, _DIR_FLAGS, rel)
+    return fd
+
+
+def open_regular_file(root: Path, rel: str) -> int:
+    """A read-only descriptor of the regular file ``rel`` ('/'-separated) below ``root``.
+
+    Each component is opened relative to the one before with O_NOFOLLOW, so a link anywhere on
+    the way is refused, even one swapped in after a check; the file itself is looked at (lstat)
+    before it is opened, so a FIFO or a device is refused without being opened (opening some
+    devices acts). Raises NotRegularFileError for those, other OSErrors as they come."""
+    parts = rel.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise NotRegularFileError(errno.EINVAL, "not a plain relative path", rel)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    for part in parts[:-1]:
+        fd = _step(fd, part, _DIR_FLAGS, rel)
+    try:
+        mode = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(errno.EINVAL, f"a {file_kind(mode)} (refused)", rel)
+    except BaseException:
+        os.close(fd)
+        raise
+    fd = _step(fd, parts[-1], _READ_FLAGS, rel)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped between the look and the open
+        os.close(fd)
+        raise NotRegularFileError(errno.EINVAL, "not a regular file (refused)", rel)
+    return fd
+
+
+def file_digest(root: Path, rel: str) -> tuple[str, int]:
+    """SHA-256 hex digest and size of the regular file ``rel`` below ``root`` (no link followed)."""
+    digest = hashlib.sha256()
+    size = 0
+    with os.fdopen(open_regular_file(root, rel), "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _write_new_at(tmp_dir: int, folder: int, name: str, content: bytes, mode: int) -> None:
+    """Write ``content`` so that ``name`` in ``folder`` is either absent or complete, even after
+    a crash: a new temporary file (O_EXCL | O_NOFOLLOW: never one someone prepared) in the store's
+    tmp folder, fsynced, renamed into place. Both folders are descriptors, so the rename cannot
+    be redirected by a link; a link at ``name`` itself is replaced, not followed."""
+    tmp = f"{name}.{uuid.uuid4().hex}.tmp"
+    try:
+        fd = os.open(tmp, _CREATE_FLAGS, mode, dir_fd=tmp_dir)
         try:
             view = memoryview(content)
             while view:
@@ -309,13 +539,148 @@ def write_atomically(target: Path, content: bytes, tmp_dir: Path, mode: int = 0o
             os.fsync(fd)
         finally:
             os.close(fd)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        os.replace(tmp, name, src_dir_fd=tmp_dir, dst_dir_fd=folder)
     except BaseException:
         with contextlib.suppress(OSError):
-            tmp.unlink()
+            os.unlink(tmp, dir_fd=tmp_dir)
         raise
+
+
+@dataclass(frozen=True)
+class _StoreDirs:
+    """Descriptors of the store's folders, each opened without following a link: the store
+    writes through these, so a folder swapped for a link after they were opened is not used."""
+
+    evidence: int
+    objects: int
+    tmp: int
+
+    @classmethod
+    def open(cls, run_dir: Path) -> _StoreDirs:
+        opened: list[int] = []
+        try:
+            for rel in (EVIDENCE_DIR, OBJECTS_DIR, TMP_DIR):
+                opened.append(_open_dir(run_dir, rel))
+        except BaseException:
+            for fd in opened:
+                os.close(fd)
+            raise
+        return cls(*opened)
+
+    def close(self) -> None:
+        for fd in (self.evidence, self.objects, self.tmp):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _is_regular_at(folder: int, name: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+@contextlib.contextmanager
+def _closed_index(run_dir: Path) -> Iterator[tuple[sqlite3.Connection, dict[str, str]] | None]:
+    """The index of a closed run, opened for the seal's one write, with its run table; None
+    when the folder holds no closed store (an audit still running, or none at all). Its schema
+    is checked first: a trigger in a file someone else made would run on that write."""
+    index = run_dir / INDEX_FILE
+    if not _holds_index(run_dir):
+        yield None
+        return
+    conn = sqlite3.connect(index, check_same_thread=False, isolation_level=None)
+    try:
+        harden(conn)
+        _require_store_schema(conn, index)
+        info = read_run_info(conn)
+        yield (conn, info) if "closed" in info else None
+    finally:
+        conn.close()
+
+
+def _write_seal(conn: sqlite3.Connection, document: Mapping[str, Any]) -> None:
+    conn.execute("PRAGMA synchronous=FULL")  # the seal survives a power cut once written
+    conn.execute("PRAGMA busy_timeout=10000")
+    with _transaction(conn):
+        conn.execute(
+            "INSERT OR REPLACE INTO run (key, value) VALUES (?, ?)",
+            (SEAL_KEY, canonical_json(document).decode("utf-8")),
+        )
+
+
+def seal_run(run_dir: Path, names: Iterable[str]) -> dict[str, Any]:
+    """Seal a run at the end of its audit, once its store is closed and its findings and
+    reports are written: record in the index the SHA-256 and size of each named file of the run
+    folder that is there (findings.json, facts.json, the reports, …), the names of those that
+    are not, and the count and chain head of the artifacts it follows. Returns the seal; raises
+    EvidenceError when there is no closed store, it is sealed already, or a file cannot be
+    sealed (a link, a special file) or the seal written."""
+    try:
+        with _closed_index(run_dir) as opened:
+            if opened is None:
+                raise EvidenceError(f"{run_dir} holds no closed evidence store to seal")
+            conn, info = opened
+            if SEAL_KEY in info:
+                raise EvidenceError(f"{run_dir} is sealed already")
+            files, absent = seal_files(run_dir, names)
+            (count,) = conn.execute("SELECT COUNT(*) FROM artifacts").fetchone()
+            last = conn.execute("SELECT chain FROM artifacts ORDER BY seq DESC LIMIT 1").fetchone()
+            document = {
+                "format": SEAL_FORMAT,
+                "generation": 1,
+                "reason": "audit",
+                "sealed": _utc_iso(datetime.now(UTC), "sealed"),
+                "count": count,
+                "chain_head": str(last[0]) if last else genesis(info["run_id"]),
+                "files": files,
+                "absent": absent,
+            }
+            _write_seal(conn, document)
+    except sqlite3.Error as exc:
+        raise EvidenceError(f"cannot seal {run_dir}: {exc}") from exc
+    return document
+
+
+def reseal(
+    run_dir: Path, rewritten: Iterable[str], created: Iterable[str] = ()
+) -> dict[str, Any] | None:
+    """Seal a run again after some of its files were written anew (its reports rendered again).
+
+    Files named in ``rewritten`` are hashed again; a name in ``created`` (the inventory copy a
+    re-render makes when it is missing) is hashed only when the previous seal had no hash for
+    it; every other file keeps the hash the previous seal gave it, so a file changed since still
+    fails to verify. The seal keeps the count and chain head the audit sealed; nothing but the
+    seal is written (the manifest is not derived again from the index, which would bless an
+    edited index). Only a sealed run is sealed again (an audit sealing its run renders its
+    reports before; a run never sealed has no seal to renew): returns the seal now in force,
+    or None when there was none to renew."""
+    try:
+        with _closed_index(run_dir) as opened:
+            if opened is None or SEAL_KEY not in opened[1]:
+                return None
+            conn, info = opened
+            try:
+                previous = parse_seal(info[SEAL_KEY])
+            except ValueError as exc:
+                raise EvidenceError(f"{run_dir}: {exc}; not sealing it again") from exc
+            assert previous is not None
+            document = _renewed_seal(previous, run_dir, rewritten, created)
+            if document != previous:
+                _write_seal(conn, document)
+    except sqlite3.Error as exc:
+        raise EvidenceError(f"cannot seal {run_dir} again: {exc}") from exc
+    return document
+
+
+def _holds_index(run_dir: Path) -> bool:
+    """``evidence/`` is a folder and the index a regular file, neither a link: the seal is
+    written through that path, which must not lead out of the run folder."""
+    try:
+        folder, index = os.lstat(run_dir / EVIDENCE_DIR), os.lstat(run_dir / INDEX_FILE)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISDIR(folder.st_mode) and stat.S_ISREG(index.st_mode)
 
 
 def auditor_version() -> str:
@@ -355,10 +720,16 @@ class EvidenceStore:
     """
 
     def __init__(
-        self, run_dir: Path, conn: sqlite3.Connection, run_info: Mapping[str, str], writable: bool
+        self,
+        run_dir: Path,
+        conn: sqlite3.Connection,
+        run_info: Mapping[str, str],
+        writable: bool,
+        dirs: _StoreDirs | None = None,
     ) -> None:
         self._run_dir = run_dir
         self._conn = conn
+        self._dirs = dirs  #: the folders objects are written through (a writable store)
         self._run_info = dict(run_info)
         self._writable = writable
         self._closed = False
@@ -387,10 +758,22 @@ class EvidenceStore:
         if not run_id:
             raise ValueError("a run id is required")
         index = run_dir / INDEX_FILE
-        if index.exists():
+        if os.path.lexists(index):  # a dangling link too: SQLite would create its target
             raise EvidenceError(f"{run_dir} already holds an evidence store; runs never reuse one")
         for sub in (OBJECTS_DIR, TMP_DIR):
             (run_dir / sub).mkdir(parents=True, exist_ok=True)
+        # Before the index is created: a folder of the store that is a link is refused (OSError).
+        dirs = _StoreDirs.open(run_dir)
+        try:
+            return cls._create_index(run_dir, run_id, index, dirs)
+        except BaseException:
+            dirs.close()
+            raise
+
+    @classmethod
+    def _create_index(
+        cls, run_dir: Path, run_id: str, index: Path, dirs: _StoreDirs
+    ) -> EvidenceStore:
         conn = sqlite3.connect(index, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed row survives a power cut, not only a killed process.
@@ -405,8 +788,7 @@ class EvidenceStore:
         }
         try:
             with _transaction(conn):
-                # Statement by statement: executescript() would commit outside this transaction.
-                for statement in filter(str.strip, _SCHEMA.split(";")):
+                for statement in _schema_statements():
                     conn.execute(statement)
                 conn.executemany("INSERT INTO run (key, value) VALUES (?, ?)", info.items())
             # The run folder's own entry too: an add that returned must survive a power cut,
@@ -416,7 +798,7 @@ class EvidenceStore:
         except BaseException:
             conn.close()
             raise
-        return cls(run_dir, conn, info, writable=True)
+        return cls(run_dir, conn, info, writable=True, dirs=dirs)
 
     @classmethod
     def open(cls, run_dir: Path) -> EvidenceStore:
@@ -427,7 +809,11 @@ class EvidenceStore:
         conn = connect_read_only(index)
         conn.execute("PRAGMA query_only=ON")
         try:
+            _require_store_schema(conn, index)
             info = read_run_info(conn)
+        except NotARunError:
+            conn.close()
+            raise
         except sqlite3.Error as exc:
             conn.close()
             raise NotARunError(f"{index} is not an evidence index: {exc}") from exc
@@ -609,9 +995,13 @@ class EvidenceStore:
             ).fetchone()[0]
         except sqlite3.Error:
             return
-        if not relied_on:
+        if not relied_on and self._dirs is not None:
             with contextlib.suppress(OSError):
-                (self._run_dir / object_path(sha)).unlink()
+                shard = _step(os.dup(self._dirs.objects), sha[:2], _DIR_FLAGS, sha[:2])
+                try:
+                    os.unlink(sha, dir_fd=shard)
+                finally:
+                    os.close(shard)
 
     def _mark_pending(self, sha: str, described: str) -> int:
         """Commit the add's pending row (before its object exists, see the crash guarantee)."""
@@ -634,25 +1024,37 @@ class EvidenceStore:
         rename replaces the file with the same bytes."""
         target = self._run_dir / object_path(sha)
         try:
-            self._make_shard_durable(target.parent)
+            shard = self._open_shard(target.parent)
         except OSError as exc:
             raise EvidenceWriteError(described, exc) from exc
-        if target.exists():
-            # Another add may have renamed it into place and not yet synced the folder: sync
-            # it here too, so that this add's row never outlives the object in a power cut.
-            try:
-                _fsync_dir(target.parent)
-            except OSError as exc:
-                raise EvidenceWriteError(described, exc) from exc
-            return False
         try:
-            write_atomically(target, stored, self._run_dir / TMP_DIR)
+            if not _is_regular_at(shard, target.name):
+                assert self._dirs is not None  # a writable store has them
+                _write_new_at(self._dirs.tmp, shard, target.name, stored, 0o444)
+                created = True
+            else:
+                # Another add may have renamed it into place and not yet synced the folder:
+                # sync it here too, so that this add's row never outlives the object.
+                created = False
+            _fsync_dir(target.parent)
         except OSError as exc:
             raise EvidenceWriteError(described, exc) from exc
-        return True
+        finally:
+            os.close(shard)
+        return created
+
+    def _open_shard(self, shard: Path) -> int:
+        """The shard folder ``objects/xx/``, made when missing and durable (below), opened
+        relative to ``objects/`` without following a link: a link planted at ``objects/xx``
+        would have the store write objects into any folder it points at."""
+        assert self._dirs is not None  # a writable store has them
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(shard.name, dir_fd=self._dirs.objects)
+        self._make_shard_durable(shard)
+        return _step(os.dup(self._dirs.objects), shard.name, _DIR_FLAGS, shard.name)
 
     def _make_shard_durable(self, shard: Path) -> None:
-        """Create the shard folder ``objects/xx/`` and sync ``objects/``, once per shard.
+        """Sync ``objects/`` once per shard folder ``objects/xx/``.
 
         Syncing the folder an object is renamed into makes the object's entry durable, but
         not the folder's own entry in ``objects/``: without this, a power cut could take a
@@ -663,7 +1065,6 @@ class EvidenceStore:
         """
         if shard.name in self._durable_shards:
             return
-        shard.mkdir(exist_ok=True)
         _fsync_dir(shard.parent)
         self._durable_shards.add(shard.name)
 
@@ -698,7 +1099,8 @@ class EvidenceStore:
                 raise EvidenceError(f"{ref}: cannot read the evidence index: {exc}") from exc
         if known is None:
             raise UnknownArtifactError(ref)
-        content = (self._run_dir / object_path(sha)).read_bytes()
+        with os.fdopen(open_regular_file(self._run_dir, object_path(sha)), "rb") as handle:
+            content = handle.read()
         if hashlib.sha256(content).hexdigest() != sha:
             raise EvidenceIntegrityError(f"{ref}: the stored object does not match its hash")
         return content
@@ -708,6 +1110,13 @@ class EvidenceStore:
         return build_manifest(
             self.run_id, self.artifacts(), self._run_info.get("auditor_version", "unknown")
         )
+
+    def seal_document(self) -> dict[str, Any] | None:
+        """The run's seal, None before ``seal_run()``."""
+        try:
+            return parse_seal(self._run_info.get(SEAL_KEY))
+        except ValueError as exc:
+            raise EvidenceError(f"{self._run_dir}: {exc}") from exc
 
     # -- closing -------------------------------------------------------------------------
     def close(self) -> None:
@@ -722,14 +1131,17 @@ class EvidenceStore:
                 self._finish(self.manifest())
             self._closed = True
             self._conn.close()
+            if self._dirs is not None:
+                self._dirs.close()
 
     def _finish(self, manifest: Mapping[str, Any]) -> None:
         # Manifest first, then the "closed" mark: a crash between the two leaves a manifest
         # that agrees with the index, never a "closed" index whose manifest is missing.
-        evidence = self._run_dir / EVIDENCE_DIR
         content = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+        assert self._dirs is not None  # a writable store has them
         try:
-            write_atomically(evidence / "manifest.json", content, self._run_dir / TMP_DIR)
+            _write_new_at(self._dirs.tmp, self._dirs.evidence, "manifest.json", content, 0o444)
+            _fsync_dir(self._run_dir / EVIDENCE_DIR)
             with _transaction(self._conn):
                 self._conn.execute(
                     "INSERT OR REPLACE INTO run (key, value) VALUES ('closed', ?)",
@@ -817,6 +1229,8 @@ __all__ = [
     "INDEX_FILE",
     "MANIFEST_FILE",
     "OBJECTS_DIR",
+    "SEAL_FORMAT",
+    "SEAL_KEY",
     "TMP_DIR",
     "ArtifactRecord",
     "EvidenceError",
@@ -824,12 +1238,23 @@ __all__ = [
     "EvidenceStore",
     "EvidenceWriteError",
     "NotARunError",
+    "NotRegularFileError",
     "UnknownArtifactError",
     "auditor_version",
     "build_manifest",
     "canonical_json",
+    "file_digest",
+    "file_kind",
     "genesis",
+    "harden",
     "next_chain",
     "object_path",
+    "open_regular_file",
     "parse_ref",
+    "parse_seal",
+    "reseal",
+    "schema_problems",
+    "seal_files",
+    "seal_run",
+    "sealable_name",
 ]

@@ -13,9 +13,15 @@ work once it is unzipped)::
 
 Only a run whose evidence verifies intact is bundled (sealing tampered evidence would lend it
 a signature it does not deserve), and its reports are rendered again first, so that they name
-the signing key's fingerprint. Zip entries carry a fixed timestamp and a fixed order; the time
-of sealing is in the signed manifest. The bundle layout is defined in ``auditor/evidence/verify.py``,
-the side that has to check it.
+the signing key's fingerprint (and the run's seal is renewed for them). Zip entries carry a
+fixed timestamp and a fixed order, the run's files first, then ``bundle/``; the time of sealing
+is in the signed manifest. The bundle layout is defined in ``auditor/evidence/verify.py``, the
+side that has to check it.
+
+Each file is read once, through a descriptor opened without following a link, and hashed as it
+is packed, so what is signed is what is in the zip. A symbolic link or a special file among the
+run's files is refused: the bundle would carry what it points at (a private key, say). The zip
+is created 0600, with O_EXCL | O_NOFOLLOW, and renamed into place.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import base64
 import hashlib
 import json
 import os
+import stat
+import uuid
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,14 +43,23 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from auditor.domain.errors import AuditorError
 from auditor.evidence.signing import fingerprint, load_private_key, public_pem, sign
-from auditor.evidence.store import INDEX_FILE, MANIFEST_FILE, OBJECTS_DIR
+from auditor.evidence.store import (
+    EVIDENCE_DIR,
+    INDEX_FILE,
+    MANIFEST_FILE,
+    OBJECTS_DIR,
+    file_kind,
+    open_regular_file,
+)
 from auditor.evidence.verify import (
     BUNDLE_FORMAT,
     BUNDLE_MANIFEST,
     BUNDLE_OWN_FILES,
     BUNDLE_PUBLIC_KEY,
     BUNDLE_SIGNATURE,
+    DEFAULT_LIMITS,
     verify_run,
+    walk_folder,
 )
 from auditor.report import render_stored_run
 from auditor.report.html import LANGUAGES, report_filename
@@ -54,6 +71,9 @@ from policies.snapshot import OBSERVATIONS_FILE
 
 #: Zip entries carry this time, not the packing time, so that packing is reproducible.
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+#: A member this large needs zip64 fields from its local header on (it cannot be added later).
+_ZIP64_FROM = 1 << 31
+_CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 #: The files of a run that go into a bundle, beside the evidence objects (when present).
 RUN_FILES = (
@@ -82,31 +102,51 @@ class BundleResult:
     signer_fingerprint: str | None
 
 
+def _kind(path: Path) -> str | None:
+    """What is at ``path`` itself (a link is not followed), None when nothing is."""
+    try:
+        return file_kind(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return None
+
+
 def bundle_files(run_dir: Path) -> list[str]:
-    """Relative paths of the run's files that go into the bundle, sorted."""
-    chosen = [rel for rel in RUN_FILES if (run_dir / rel).is_file()]
-    objects = run_dir / OBJECTS_DIR
-    if objects.is_dir():
-        chosen += [p.relative_to(run_dir).as_posix() for p in objects.rglob("*") if p.is_file()]
+    """Relative paths of the run's files that go into the bundle, sorted. Raises BundleError
+    when one of them, or a folder on their way, is a symbolic link or a special file."""
+    refused = [
+        f"{rel} (a {kind})"
+        for rel in (EVIDENCE_DIR, OBJECTS_DIR)
+        if (kind := _kind(run_dir / rel)) not in (None, "folder")
+    ]
+    if refused:
+        raise BundleError(f"{run_dir}: refusing to bundle: {', '.join(refused)}")
+    chosen: list[str] = []
+    for rel in RUN_FILES:
+        kind = _kind(run_dir / rel)
+        if kind == "regular file":
+            chosen.append(rel)
+        elif kind is not None:
+            refused.append(f"{rel} (a {kind})")
+    if _kind(run_dir / OBJECTS_DIR) == "folder":
+        objects, skipped = walk_folder(run_dir / OBJECTS_DIR, DEFAULT_LIMITS.entries)
+        chosen += [f"{OBJECTS_DIR}/{rel}" for rel in objects]
+        refused += [f"{OBJECTS_DIR}/{rel} ({why})" for rel, why in skipped]
+    if refused:
+        raise BundleError(f"{run_dir}: refusing to bundle: {', '.join(refused)}")
     return sorted(chosen)
 
 
-def file_entry(root: Path, rel: str) -> dict[str, Any]:
-    with (root / rel).open("rb") as handle:
-        digest = hashlib.file_digest(handle, "sha256").hexdigest()
-    return {"path": rel, "sha256": digest, "size": (root / rel).stat().st_size}
-
-
 def manifest_bytes(
-    root: Path, files: Sequence[str], run_id: str, signer: str | None, created: str
+    entries: Sequence[dict[str, Any]], run_id: str, signer: str | None, created: str
 ) -> bytes:
+    """The bundle manifest: every packed file's path, SHA-256 and size, and who signs."""
     manifest = {
         "format": BUNDLE_FORMAT,
         "run_id": run_id,
         "created": created,
         "signature_algorithm": "ed25519" if signer else None,
         "signer_fingerprint": signer,
-        "files": [file_entry(root, rel) for rel in sorted(files)],
+        "files": sorted(entries, key=lambda entry: str(entry["path"])),
     }
     return json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=True).encode() + b"\n"
 
@@ -120,21 +160,22 @@ def write_bundle(
     key: Ed25519PrivateKey | None,
     created: str,
 ) -> BundleResult:
-    """Hash ``files`` (relative to ``root``), sign the manifest, and write the zip atomically."""
+    """Pack ``files`` (relative to ``root``), hashing each as it is packed, then sign the
+    manifest of those hashes and add it; write the zip (0600) atomically."""
     signer = fingerprint(key.public_key()) if key is not None else None
-    manifest = manifest_bytes(root, files, run_id, signer, created)
-    own: list[tuple[str, bytes]] = [(BUNDLE_MANIFEST, manifest)]
-    if key is not None:
-        own.append((BUNDLE_SIGNATURE, base64.b64encode(sign(key, manifest)) + b"\n"))
-        own.append((BUNDLE_PUBLIC_KEY, public_pem(key.public_key())))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
+    # Created 0600 (the bundle holds host data), new: never a file or link someone prepared.
+    handle = os.fdopen(os.open(tmp, _CREATE_NEW, 0o600), "wb")
     try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for name, content in own:
+        with handle, zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            entries = [_pack(archive, root, rel) for rel in sorted(files)]
+            manifest = manifest_bytes(entries, run_id, signer, created)
+            for name, content in _own_files(manifest, key):
                 archive.writestr(_entry(name), content)
-            for rel in sorted(files):
-                archive.writestr(_entry(rel), (root / rel).read_bytes())
+            archive.close()
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -142,10 +183,37 @@ def write_bundle(
     return BundleResult(out, run_id, len(files), signer)
 
 
+def _own_files(manifest: bytes, key: Ed25519PrivateKey | None) -> list[tuple[str, bytes]]:
+    own = [(BUNDLE_MANIFEST, manifest)]
+    if key is not None:
+        own.append((BUNDLE_SIGNATURE, base64.b64encode(sign(key, manifest)) + b"\n"))
+        own.append((BUNDLE_PUBLIC_KEY, public_pem(key.public_key())))
+    return own
+
+
+def _pack(archive: zipfile.ZipFile, root: Path, rel: str) -> dict[str, Any]:
+    """Copy one file into the zip, hashing the very bytes copied; its manifest entry."""
+    try:
+        source = os.fdopen(open_regular_file(root, rel), "rb")
+    except OSError as exc:
+        raise BundleError(f"{root / rel}: {exc.strerror or exc}; refusing to bundle it") from exc
+    digest = hashlib.sha256()
+    size = 0
+    with source:
+        large = os.fstat(source.fileno()).st_size >= _ZIP64_FROM
+        with archive.open(_entry(rel), "w", force_zip64=large) as target:
+            while chunk := source.read(1 << 20):
+                digest.update(chunk)
+                target.write(chunk)
+                size += len(chunk)
+    return {"path": rel, "sha256": digest.hexdigest(), "size": size}
+
+
 def _entry(name: str) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
     info.compress_type = zipfile.ZIP_DEFLATED
-    info.external_attr = 0o644 << 16  # a regular file, readable: never a link or executable
+    # A regular file, readable: never a link or executable.
+    info.external_attr = (stat.S_IFREG | 0o644) << 16
     return info
 
 
@@ -160,7 +228,7 @@ def create_bundle(run_dir: Path, out: Path, key_path: Path | None = None) -> Bun
         raise BundleError(f"{run_dir}: the evidence index is still open (a -wal file is present)")
     run = load_run(run_dir)
     run.signer_fingerprint = fingerprint(key.public_key()) if key is not None else None
-    render_stored_run(run)
+    render_stored_run(run)  # renews the run's seal for the reports it writes
     created = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     return write_bundle(
         run_dir, bundle_files(run_dir), out, run_id=run.run_id, key=key, created=created

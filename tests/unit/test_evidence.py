@@ -458,3 +458,119 @@ def test_reading_a_closed_store_is_refused(store: EvidenceStore) -> None:
     store.close()
     with pytest.raises(EvidenceError, match="closed"):
         store.artifacts()
+
+
+# -- links: the store never writes through one ------------------------------------------------
+
+
+def test_an_object_is_never_written_through_a_linked_shard_folder(
+    store: EvidenceStore, tmp_path: Path
+) -> None:
+    content = b"meant for the evidence\n"
+    sha = hashlib.sha256(content).hexdigest()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (store.run_dir / object_path(sha)).parent.symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(EvidenceWriteError, match="symbolic link"):
+        add(store, content)
+    assert list(elsewhere.iterdir()) == []
+    assert store.artifacts() == []
+    assert list((store.run_dir / TMP_DIR).iterdir()) == []
+
+
+def test_a_store_folder_or_index_that_is_a_link_is_refused(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run_dir = tmp_path / "run"
+    (run_dir / "evidence").mkdir(parents=True)
+    (run_dir / "evidence" / "objects").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(OSError, match="symbolic link"):
+        EvidenceStore.create(run_dir, "r1")
+    assert not (run_dir / INDEX_FILE).exists()
+    other = tmp_path / "other"
+    (other / "evidence").mkdir(parents=True)
+    (other / INDEX_FILE).symlink_to(elsewhere / "planted.sqlite")  # dangling
+    with pytest.raises(EvidenceError, match="already holds"):
+        EvidenceStore.create(other, "r2")
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_open_refuses_an_index_with_a_view_or_trigger(store: EvidenceStore) -> None:
+    add(store, b"x\n")
+    store.close()
+    conn = sqlite3.connect(store.run_dir / INDEX_FILE)
+    with conn:
+        conn.execute("CREATE VIEW v AS SELECT 1")
+    conn.close()
+    with pytest.raises(NotARunError, match="unexpected view 'v'"):
+        EvidenceStore.open(store.run_dir)
+
+
+# -- the seal -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sealed(tmp_path: Path) -> Path:
+    run_dir = tmp_path / "run"
+    with EvidenceStore.create(run_dir, "sealed-run") as store:
+        add(store, b"a\n")
+        add(store, b"b\n")
+    (run_dir / "findings.json").write_text('{"findings": []}\n')
+    (run_dir / "report.en.html").write_text("<html>1</html>\n")
+    evidence.seal_run(run_dir, ["findings.json", "report.en.html", "facts.json"])
+    return run_dir
+
+
+def seal_of(run_dir: Path) -> dict[str, Any]:
+    with EvidenceStore.open(run_dir) as store:
+        document = store.seal_document()
+        assert document is not None
+        head = store.chain_head
+    assert document["chain_head"] == head
+    return document
+
+
+def test_the_seal_records_each_file_the_absent_ones_and_the_chain_position(sealed: Path) -> None:
+    document = seal_of(sealed)
+    digest = hashlib.sha256(b"<html>1</html>\n").hexdigest()
+    assert document["generation"] == 1 and document["count"] == 2
+    assert [e["path"] for e in document["files"]] == ["findings.json", "report.en.html"]
+    assert {"path": "report.en.html", "sha256": digest, "size": 15} in document["files"]
+    assert document["absent"] == ["facts.json"]
+    manifest = json.loads((sealed / MANIFEST_FILE).read_text())
+    assert "seal" not in manifest  # the OSCAL report hashes the manifest: it never changes
+    with pytest.raises(EvidenceError, match="sealed already"):
+        evidence.seal_run(sealed, ["findings.json"])
+
+
+def test_only_a_closed_store_is_sealed_and_never_a_link(store: EvidenceStore) -> None:
+    with pytest.raises(EvidenceError, match="no closed evidence store"):
+        evidence.seal_run(store.run_dir, ["findings.json"])
+    store.close()
+    secret = store.run_dir.parent / "secret"
+    secret.write_text("a private key")
+    (store.run_dir / "findings.json").symlink_to(secret)
+    with pytest.raises(EvidenceError, match="symbolic link"):
+        evidence.seal_run(store.run_dir, ["findings.json"])
+    assert evidence.reseal(store.run_dir, ["findings.json"]) is None  # nothing to renew
+
+
+def test_reseal_renews_only_the_rewritten_files(sealed: Path) -> None:
+    manifest = (sealed / MANIFEST_FILE).read_bytes()
+    first = seal_of(sealed)
+    (sealed / "findings.json").write_text('{"findings": ["forged"]}\n')
+    (sealed / "report.en.html").write_text("<html>2</html>\n")
+    (sealed / "facts.json").write_text("{}\n")
+    (sealed / "inventory.yaml").write_text("hosts: {}\n")
+    renewed = evidence.reseal(sealed, ["report.en.html"], created=["inventory.yaml", "facts.json"])
+    assert renewed == seal_of(sealed) and renewed is not None
+    assert renewed["generation"] == 2
+    entries = {e["path"]: e for e in renewed["files"]}
+    assert entries["findings.json"] == first["files"][0]  # kept: the forgery still shows
+    assert entries["report.en.html"]["sha256"] == hashlib.sha256(b"<html>2</html>\n").hexdigest()
+    # Made by the re-render where the seal had no hash for it: sealed as it is.
+    assert "inventory.yaml" in entries and "facts.json" in entries
+    assert renewed["absent"] == []
+    assert (renewed["count"], renewed["chain_head"]) == (first["count"], first["chain_head"])
+    assert (sealed / MANIFEST_FILE).read_bytes() == manifest
+    assert evidence.reseal(sealed, ["report.en.html"]) == renewed  # the same again: no change

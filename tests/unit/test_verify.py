@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,14 +29,23 @@ from auditor.evidence.store import (
     genesis,
     next_chain,
     object_path,
+    seal_run,
 )
-from auditor.evidence.verify import Problem, VerificationReport, verify_run
+from auditor.evidence.verify import Limits, Problem, VerificationReport, verify_run
 
 RUN_ID = "run-verify-test"
 T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
-def make_run(run_dir: Path, count: int = 5, close: bool = True) -> list[str]:
+#: The run files the fixture's audit seals (some absent, as a run without reports has them).
+SEALED = ["findings.json", "facts.json", "report.en.html"]
+
+
+def make_run(
+    run_dir: Path, count: int = 5, close: bool = True, *, sealed: bool = False
+) -> list[str]:
+    """A run of ``count`` artifacts; ``sealed``: with findings.json and facts.json, sealed at
+    its end as an audit seals it."""
     store = EvidenceStore.create(run_dir, RUN_ID)
     refs = [
         store.add(
@@ -50,6 +60,10 @@ def make_run(run_dir: Path, count: int = 5, close: bool = True) -> list[str]:
     ]
     if close:
         store.close()
+    if sealed:
+        write_findings(run_dir, refs)
+        (run_dir / "facts.json").write_text('{"host-1": {}}\n')
+        seal_run(run_dir, SEALED)
     return refs
 
 
@@ -85,8 +99,7 @@ def problems_of(report: VerificationReport) -> list[tuple[str, str]]:
 @pytest.fixture
 def run(tmp_path: Path) -> tuple[Path, list[str]]:
     run_dir = tmp_path / "run"
-    refs = make_run(run_dir)
-    write_findings(run_dir, refs)
+    refs = make_run(run_dir, sealed=True)
     return run_dir, refs
 
 
@@ -98,7 +111,10 @@ def test_an_untouched_run_is_intact(run: tuple[Path, list[str]]) -> None:
     assert report.run_id == RUN_ID
     assert report.artifact_count == 5
     assert report.closed and report.manifest_present and report.findings_present
+    assert report.sealed_files == 2 and report.seal_generation == 1
     assert report.notes == []
+    # Intact, never authenticated: a run folder is signed by no one.
+    assert not report.authenticated and report.unauthenticated_reason()
 
 
 def test_a_changed_byte_in_an_artifact_names_that_artifact(run: tuple[Path, list[str]]) -> None:
@@ -196,7 +212,8 @@ def test_a_rewritten_chain_still_disagrees_with_the_manifest(
     run: tuple[Path, list[str]],
 ) -> None:
     """Editing a row and recomputing every chain hash after it defeats the chain alone; the
-    manifest (and, later, its signature) is what catches it."""
+    manifest and the seal (which name the chain head) catch it, unless they are rewritten too:
+    only a bundle's signature by a trusted key stands in the way of that."""
     run_dir, _ = run
     store = EvidenceStore.open(run_dir)
     records = store.artifacts()
@@ -215,8 +232,9 @@ def test_a_rewritten_chain_still_disagrees_with_the_manifest(
             previous = chain
 
     report = verify_run(run_dir)
-    assert {p.check for p in report.problems} == {"manifest"}
+    assert {p.check for p in report.problems} == {"manifest", "seal"}
     assert ("manifest", "chain_head") in problems_of(report)
+    assert ("seal", "run") in problems_of(report)
 
 
 def test_an_unreadable_index_row_is_reported(run: tuple[Path, list[str]]) -> None:
@@ -352,11 +370,17 @@ def cli() -> typer.Typer:
     return app
 
 
-def test_cli_exit_code_is_ok_when_intact(run: tuple[Path, list[str]]) -> None:
-    result = CliRunner().invoke(cli(), ["verify", str(run[0])])
-    assert result.exit_code == ExitCode.OK, result.output
-    assert "INTACT" in result.output
-    assert RUN_ID in result.output
+def test_cli_exit_code_of_an_intact_run_folder_is_unauthenticated(
+    run: tuple[Path, list[str]],
+) -> None:
+    """Exit 0 would say "authentic": a run folder is never signed, so 5, with a trusted key
+    given or not."""
+    for extra in ([], ["--trusted-fingerprint", "SHA256:" + "ab" * 32]):
+        result = CliRunner().invoke(cli(), ["verify", str(run[0]), *extra])
+        assert result.exit_code == ExitCode.UNAUTHENTICATED, result.output
+        assert result.exit_code == 5  # documented in README and docs/evidence.md
+        assert "UNAUTHENTICATED" in result.output and "never signed" in result.output
+        assert RUN_ID in result.output
 
 
 def test_cli_exit_code_is_fail_on_tampering_and_names_the_artifact(
@@ -379,3 +403,147 @@ def test_cli_exit_code_is_cannot_run_for_a_folder_that_is_not_a_run(tmp_path: Pa
 def test_problem_text_names_check_subject_and_message() -> None:
     problem = Problem("object", "artifact #1 sha256:ab", "missing")
     assert str(problem) == "[object] artifact #1 sha256:ab: missing"
+
+
+# -- the seal of the run's files -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["findings.json", "facts.json"])
+def test_a_changed_or_removed_run_file_breaks_the_seal(
+    run: tuple[Path, list[str]], name: str
+) -> None:
+    run_dir, _ = run
+    path = run_dir / name
+    path.write_bytes(path.read_bytes().replace(b"}", b" }", 1))  # still valid JSON
+    report = verify_run(run_dir)
+    assert ("seal", name) in problems_of(report)
+    assert "changed since the run was sealed" in str(report.problems)
+    path.unlink()
+    report = verify_run(run_dir)
+    assert ("seal", name) in problems_of(report)
+    assert any("sealed, but missing" in p.message for p in report.problems)
+
+
+def test_a_file_the_seal_saw_absent_is_caught_when_it_appears(run: tuple[Path, list[str]]) -> None:
+    run_dir, _ = run
+    (run_dir / "report.en.html").write_text("<html>a report nobody rendered</html>")
+    assert problems_of(verify_run(run_dir)) == [("seal", "report.en.html")]
+
+
+def test_an_interrupted_run_has_no_seal_and_says_so(tmp_path: Path) -> None:
+    make_run(tmp_path, count=2, close=False)
+    report = verify_run(tmp_path)
+    assert report.intact and report.seal_generation is None
+    assert any("not sealed: the audit was interrupted" in note for note in report.notes)
+
+
+# -- a verifier that cannot be exhausted or misled --------------------------------------------
+
+HOSTILE = "evil\x1b[2J\x1b]0;pwned\x07\u202eelif"
+
+
+def test_run_derived_text_reaches_the_terminal_escaped(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    store = EvidenceStore.create(run_dir, HOSTILE)
+    store.add(b"x\n", probe="p", command="c", host=HOSTILE, started=T, finished=T)
+    store.close()
+    (run_dir / "evidence" / f"{HOSTILE}.txt").write_text("planted")  # a problem subject too
+    result = CliRunner().invoke(cli(), ["verify", str(run_dir)], env={"COLUMNS": "250"})
+    assert result.exit_code == ExitCode.FAIL, result.output
+    for raw in ("\x1b", "\x07", "\u202e"):
+        assert raw not in result.output
+    assert "evil\\x1b[2J\\x1b]0;pwned\\x07\\u202eelif" in result.output
+
+
+@pytest.mark.timeout(30)
+def test_special_files_and_links_in_a_run_folder_are_refused_unopened(
+    run: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    """A FIFO would hang a reader forever; a linked folder would have the verifier vouch for
+    files elsewhere. Both are named as problems, and neither is followed nor opened."""
+    run_dir, refs = run
+    (run_dir / "findings.json").unlink()
+    os.mkfifo(run_dir / "findings.json")
+    planted = run_dir / object_path("ee" * 32)  # an unreferenced object is hashed: opened
+    planted.parent.mkdir()
+    os.mkfifo(planted)
+    sha = refs[0].removeprefix("sha256:")
+    shard = run_dir / object_path(sha)
+    elsewhere = tmp_path / "elsewhere"
+    shard.parent.rename(elsewhere)  # the objects still hash right, but not in the run
+    shard.parent.symlink_to(elsewhere, target_is_directory=True)
+
+    report = verify_run(run_dir)
+    found = problems_of(report)
+    assert ("layout", "findings.json") in found
+    assert ("seal", "findings.json") in found
+    assert ("layout", f"evidence/objects/{sha[:2]}") in found
+    assert ("object", f"artifact #1 {refs[0]}") in found
+    assert ("layout", object_path("ee" * 32)) in found
+    assert "FIFO" in str(report.problems) and "symbolic link" in str(report.problems)
+
+
+def test_an_index_that_is_a_link_is_not_opened(run: tuple[Path, list[str]], tmp_path: Path) -> None:
+    run_dir, _ = run
+    real = tmp_path / "real-index.sqlite"
+    (run_dir / INDEX_FILE).rename(real)
+    (run_dir / INDEX_FILE).symlink_to(real)
+    report = verify_run(run_dir)
+    assert ("layout", INDEX_FILE) in problems_of(report)
+    assert ("index", INDEX_FILE) in problems_of(report)
+    assert report.run_id is None  # nothing of it was read
+
+
+RECURSIVE = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)"
+
+
+@pytest.mark.timeout(30)
+def test_an_index_with_a_recursive_view_is_refused_before_any_query(
+    run: tuple[Path, list[str]],
+) -> None:
+    """The rows are read with ORDER BY: over an endless view, that query would never end."""
+    run_dir, _ = run
+    columns = (
+        "x AS seq, '' AS sha256, 0 AS size, NULL AS host, '' AS probe, '' AS command, "
+        "NULL AS tool_version, NULL AS exit_status, '' AS media_type, '' AS started, "
+        "'' AS finished, '{}' AS redactions, 0 AS redaction_applied, '' AS chain"
+    )
+    with index(run_dir) as conn:
+        conn.execute("ALTER TABLE artifacts RENAME TO real_artifacts")
+        conn.execute(f"CREATE VIEW artifacts AS {RECURSIVE} SELECT {columns} FROM c")
+    report = verify_run(run_dir)
+    messages = [p.message for p in report.problems if (p.check, p.subject) == ("index", INDEX_FILE)]
+    assert any("not the evidence schema: unexpected view 'artifacts'" in m for m in messages)
+    assert any("table 'artifacts' is missing" in m for m in messages)
+
+
+def test_a_trigger_or_extra_table_in_the_index_is_refused(run: tuple[Path, list[str]]) -> None:
+    run_dir, _ = run
+    with index(run_dir) as conn:
+        conn.execute("CREATE TABLE extra (x)")
+        conn.execute("CREATE TRIGGER t AFTER INSERT ON run BEGIN DELETE FROM artifacts; END")
+    wrong = {p.message for p in verify_run(run_dir).problems}
+    assert "not the evidence schema: unexpected table 'extra' (not read)" in wrong
+    assert "not the evidence schema: unexpected trigger 't' (not read)" in wrong
+
+
+def test_every_query_of_the_index_is_bounded_in_time(tmp_path: Path) -> None:
+    from auditor.evidence.verify import _open_index
+
+    path = tmp_path / "index.sqlite"
+    sqlite3.connect(path).close()
+    conn = _open_index(path, immutable=True, seconds=0.3)
+    began = time.monotonic()
+    with pytest.raises(sqlite3.OperationalError, match="interrupt"):
+        conn.execute(f"{RECURSIVE} SELECT count(*) FROM c").fetchone()
+    assert time.monotonic() - began < 10
+    conn.close()
+
+
+def test_a_file_past_the_limits_is_refused_unread(run: tuple[Path, list[str]]) -> None:
+    run_dir, _ = run
+    small = Limits(document=64, member=1 << 20)
+    report = verify_run(run_dir, small)
+    refused = [p for p in report.problems if p.subject in ("findings.json", MANIFEST_FILE)]
+    assert {p.check for p in refused} == {"findings", "manifest"}
+    assert all("more than the 64" in p.message for p in refused)

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from auditor.domain.facts import HostFacts, Interface, InterfaceAddress
 from auditor.domain.findings import (
@@ -28,8 +29,9 @@ from auditor.domain.findings import (
     Status,
     write_findings,
 )
-from auditor.evidence.store import EvidenceStore
+from auditor.evidence.store import EvidenceStore, seal_run
 from policies.model import load_controls, load_framework
+from policies.snapshot import OBSERVATIONS_FILE, Observations, to_json
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent
@@ -292,25 +294,40 @@ def proc_srv_facts() -> HostFacts:
     return HostFacts(host="proc-srv", interfaces=interfaces)
 
 
+#: What an audit seals at its end (auditor/audit/orchestrator.py): the reports, rendered by
+#: the fixtures afterwards, are sealed again by render_reports, as after `auditor report`.
+SEALED = ["findings.json", "facts.json", OBSERVATIONS_FILE, "inventory.yaml"]
+
+
 def make_run(
-    run_dir: Path, run_id: str, findings_of: Callable[[dict[str, str]], list[Finding]]
+    run_dir: Path,
+    run_id: str,
+    findings_of: Callable[[dict[str, str]], list[Finding]],
+    facts: dict[str, Any] | None = None,
 ) -> Path:
-    """A closed run folder: evidence, findings.json, the inventory copy (no reports)."""
+    """A closed, sealed run folder: evidence, findings.json, the inventory copy, facts.json when
+    given (no reports)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     with EvidenceStore.create(run_dir, run_id) as store:
         refs = _store_artifacts(store)
-    info = RunInfo(
-        id=run_id,
-        started=T0.isoformat(),
-        finished=(T0 + timedelta(seconds=95)).isoformat(),
-        inventory="inventory.yaml",
-        tool_version="0.1.0",
-        phases={"collect": 12.5, "scan": 40.25, "model": 3.0, "judge": 0.5},
-    )
-    write_findings(
-        run_dir / "findings.json", FindingsDocument(run=info, findings=findings_of(refs))
-    )
-    shutil.copyfile(LAB_INVENTORY, run_dir / "inventory.yaml")
+        info = RunInfo(
+            id=run_id,
+            started=T0.isoformat(),
+            finished=(T0 + timedelta(seconds=95)).isoformat(),
+            inventory="inventory.yaml",
+            tool_version="0.1.0",
+            phases={"collect": 12.5, "scan": 40.25, "model": 3.0, "judge": 0.5},
+        )
+        write_findings(
+            run_dir / "findings.json", FindingsDocument(run=info, findings=findings_of(refs))
+        )
+        shutil.copyfile(LAB_INVENTORY, run_dir / "inventory.yaml")
+        if facts is not None:
+            text = json.dumps(facts, indent=2) + "\n"
+            (run_dir / "facts.json").write_text(text, encoding="utf-8")
+        # What the audit leaves for re-judging (empty here): sealed and bundled like the rest.
+        (run_dir / OBSERVATIONS_FILE).write_text(to_json(Observations()) + "\n", encoding="utf-8")
+    seal_run(run_dir, SEALED)
     return run_dir
 
 
@@ -319,10 +336,8 @@ def make_baseline(run_dir: Path) -> Path:
 
 
 def make_failing(run_dir: Path) -> Path:
-    make_run(run_dir, "20261126T030000Z-failing", failing_findings)
     facts = {"proc-srv": proc_srv_facts().model_dump(mode="json")}
-    (run_dir / "facts.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
-    return run_dir
+    return make_run(run_dir, "20261126T030000Z-failing", failing_findings, facts)
 
 
 def regenerate(target: Path = HERE) -> None:

@@ -3,22 +3,37 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
+import os
 import shutil
 import sqlite3
+import stat
+import struct
+import time
+import tracemalloc
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import typer
+from rich.console import Console
 from typer.testing import CliRunner
 
 from auditor.cli.exitcodes import ExitCode
 from auditor.cli.report import register as register_report
 from auditor.cli.verify import register as register_verify
-from auditor.evidence.signing import generate_key, load_private_key, public_pem, sign
-from auditor.evidence.store import INDEX_FILE
+from auditor.cli.verify import render
+from auditor.evidence.signing import (
+    generate_key,
+    load_private_key,
+    public_key_path,
+    public_pem,
+    sign,
+)
+from auditor.evidence.store import INDEX_FILE, EvidenceStore, genesis, next_chain
 from auditor.evidence.verify import (
     BUNDLE_MANIFEST,
     BUNDLE_PUBLIC_KEY,
@@ -26,8 +41,11 @@ from auditor.evidence.verify import (
     VerificationReport,
     verify_path,
 )
+from auditor.report import render_reports
 from auditor.report.bundle import BundleError, bundle_files, create_bundle, write_bundle
-from policies.snapshot import OBSERVATIONS_FILE, Observations, to_json
+from policies.snapshot import OBSERVATIONS_FILE
+
+RUN_ID = "20261126T030000Z-failing"
 
 
 @pytest.fixture
@@ -37,8 +55,8 @@ def key(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def bundle(failing_run: Path, key: Path, tmp_path: Path) -> Path:
-    # What the audit leaves for re-judging: bundled and hashed like every other run file.
-    (failing_run / OBSERVATIONS_FILE).write_text(to_json(Observations()) + "\n", encoding="utf-8")
+    # The sample run holds observations.json, as an audit leaves it: bundled like the rest.
+    assert (failing_run / OBSERVATIONS_FILE).is_file()
     return create_bundle(failing_run, tmp_path / "out" / "bundle.zip", key).path
 
 
@@ -134,10 +152,11 @@ def test_an_added_file_is_named(bundle: Path) -> None:
     assert ("object", planted) in problems(report)
 
 
-def test_a_reordered_chain_is_caught_even_when_resealed_with_the_right_key(
+def test_a_partial_edit_of_the_index_is_caught_even_when_resealed_with_the_right_key(
     bundle: Path, key: Path, tmp_path: Path
 ) -> None:
-    """A dishonest holder of the key swaps two index rows and signs again: the chain tells."""
+    """Two index rows swapped, the bundle signed again, but no hash computed again: the chain
+    tells. (A key holder who computes every hash again is not caught: see the next test.)"""
     unpacked = tmp_path / "unpacked"
     with zipfile.ZipFile(bundle) as archive:
         archive.extractall(unpacked)
@@ -152,7 +171,7 @@ def test_a_reordered_chain_is_caught_even_when_resealed_with_the_right_key(
         unpacked,
         bundle_files(unpacked),
         resealed,
-        run_id="20261126T030000Z-failing",
+        run_id=RUN_ID,
         key=load_private_key(key),
         created="2026-11-26T04:00:00Z",
     )
@@ -161,6 +180,46 @@ def test_a_reordered_chain_is_caught_even_when_resealed_with_the_right_key(
     chain = [p.subject for p in report.problems if p.check == "chain"]
     assert chain and chain[0].startswith("artifact #2 ")
     assert not report.intact
+
+
+def test_a_key_holder_who_rewrites_everything_consistently_is_not_caught(
+    bundle: Path, key: Path, tmp_path: Path
+) -> None:
+    """What docs/evidence.md says: the chain, the manifests and the seal protect against a
+    partial edit; whoever holds the signing key can rewrite an artifact's row, every hash after
+    it, the manifest and the seal, sign again, and the bundle verifies. The signature says who
+    sealed the bundle, not that they were honest."""
+    unpacked = tmp_path / "unpacked"
+    with zipfile.ZipFile(bundle) as archive:
+        archive.extractall(unpacked)
+    with EvidenceStore.open(unpacked) as store:
+        records, seal = store.artifacts(), store.seal_document()
+    assert seal is not None
+    conn = sqlite3.connect(unpacked / INDEX_FILE)
+    previous = genesis(RUN_ID)
+    with conn:
+        for record in records:
+            meta = record.metadata()
+            meta["command"] = "innocent" if record.seq == 1 else meta["command"]
+            previous = next_chain(previous, meta)
+            conn.execute(
+                "UPDATE artifacts SET command = ?, chain = ? WHERE seq = ?",
+                (meta["command"], previous, record.seq),
+            )
+        seal["chain_head"] = previous
+        conn.execute("UPDATE run SET value = ? WHERE key = 'seal'", (json.dumps(seal),))
+    conn.close()
+    with EvidenceStore.open(unpacked) as store:
+        manifest = store.manifest()
+    (unpacked / "evidence" / "manifest.json").chmod(0o644)
+    (unpacked / "evidence" / "manifest.json").write_text(json.dumps(manifest))
+    rewritten = tmp_path / "rewritten.zip"
+    files = bundle_files(unpacked)
+    write_bundle(
+        unpacked, files, rewritten, run_id=RUN_ID, key=load_private_key(key), created="later"
+    )
+    report = verify_path(rewritten, trusted_fingerprint=trusted(key))
+    assert report.intact and report.authenticated, [str(p) for p in report.problems]
 
 
 def test_a_manifest_signed_by_another_key_is_caught(
@@ -230,9 +289,12 @@ def test_an_unsigned_bundle_is_consistent_but_says_it_proves_no_signer(
 ) -> None:
     result = create_bundle(failing_run, tmp_path / "unsigned.zip")
     report = verify_path(result.path)
-    assert report.intact and not report.signed
+    assert report.intact and not report.signed and not report.authenticated
     assert any("not signed" in note for note in report.notes)
-    assert not verify_path(result.path, trusted_fingerprint=trusted(key)).intact
+    # A trusted key does not make an unsigned bundle worse than unauthenticated (exit 5).
+    with_key = verify_path(result.path, trusted_fingerprint=trusted(key))
+    assert with_key.intact and not with_key.authenticated and with_key.trusted is False
+    assert "not signed" in (with_key.unauthenticated_reason() or "")
 
 
 def test_a_tampered_run_is_not_bundled(failing_run: Path, key: Path, tmp_path: Path) -> None:
@@ -276,3 +338,207 @@ def test_the_commands_end_to_end(failing_run: Path, tmp_path: Path) -> None:
     assert runner.invoke(cli(), ["verify", str(tmp_path / "nothing")]).exit_code == 3
     assert runner.invoke(cli(), ["report", str(tmp_path)]).exit_code == 3
     assert runner.invoke(cli(), ["keygen", "--out", str(keyfile)]).exit_code == 3
+
+
+# -- verify exits 0 only for content authenticated by a trusted key ---------------------------
+
+
+def test_verify_exits_0_only_for_a_bundle_signed_by_the_trusted_key(
+    bundle: Path, failing_run: Path, key: Path, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    pub = str(public_key_path(key))
+
+    def code(path: Path, *extra: str) -> int:
+        return runner.invoke(cli(), ["verify", str(path), *extra]).exit_code
+
+    assert code(bundle, "--trusted-key", pub) == ExitCode.OK
+    assert code(bundle) == ExitCode.UNAUTHENTICATED  # signed, but by whom?
+    # The same run, sealed and signed by someone else's key: intact, and never 0.
+    intruder = generate_key(tmp_path / "intruder.key").private
+    forged = create_bundle(failing_run, tmp_path / "forged.zip", intruder).path
+    assert verify_path(forged).intact
+    assert code(forged) == ExitCode.UNAUTHENTICATED
+    assert code(forged, "--trusted-key", pub) == ExitCode.FAIL
+    unsigned = create_bundle(failing_run, tmp_path / "unsigned.zip").path
+    assert code(unsigned) == ExitCode.UNAUTHENTICATED
+    assert code(unsigned, "--trusted-key", pub) == ExitCode.UNAUTHENTICATED
+    result = runner.invoke(cli(), ["verify", str(forged)])
+    assert "UNAUTHENTICATED" in result.output and "no trusted key was given" in result.output
+
+
+def test_the_signer_fingerprint_is_printed_whole_on_a_narrow_terminal(
+    bundle: Path, key: Path
+) -> None:
+    out = io.StringIO()
+    render(verify_path(bundle), Console(file=out, width=40, force_terminal=True))
+    assert trusted(key) in out.getvalue()
+
+
+# -- the container: nothing outside the signed entries, nothing past the limits ---------------
+
+
+def test_bytes_prepended_or_appended_to_the_zip_are_refused(bundle: Path, tmp_path: Path) -> None:
+    content = bundle.read_bytes()
+    for name, forged in (
+        ("prepended.zip", b"#!/bin/sh\necho unsigned\n" + content),
+        ("appended.zip", content + b"unsigned trailer"),
+    ):
+        path = tmp_path / name
+        path.write_bytes(forged)
+        report = verify_path(path)
+        assert not report.intact, name
+        assert problems(report) == [("bundle", name)], report.problems
+        assert "(refused)" in report.problems[0].message
+
+
+def _raw_zip(path: Path, members: list[tuple[str, int, bytes, int, int]]) -> None:
+    """A zip written by hand: (name, method, compressed bytes, crc, declared size) each, so a
+    member can declare what zipfile would never write."""
+    body, directory = bytearray(), bytearray()
+    for name, method, data, crc, size in members:
+        encoded, offset = name.encode(), len(body)
+        fields = (20, 0, method, 0, 0x21, crc, len(data), size, len(encoded))
+        body += struct.pack("<4s5H3L2H", b"PK\x03\x04", *fields, 0) + encoded + data
+        directory += struct.pack(
+            "<4s6H3L5H2L", b"PK\x01\x02", 0x031E, *fields, 0, 0, 0, 0, 0o100644 << 16, offset
+        )
+        directory += encoded
+    end = struct.pack(
+        "<4s4H2LH", b"PK\x05\x06", 0, 0, len(members), len(members), len(directory), len(body), 0
+    )
+    path.write_bytes(bytes(body + directory + end))
+
+
+def _zeros_deflated(size: int) -> bytes:
+    """A raw deflate stream of ``size`` zero bytes (a multiple of 16 MiB), made in a moment:
+    one fully flushed block, repeated, then an empty final block."""
+    chunk = 16 << 20
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = compressor.compress(bytes(chunk)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    return block * (size // chunk) + b"\x03\x00"
+
+
+@pytest.mark.timeout(60)
+def test_a_zip_bomb_is_refused_before_anything_is_inflated(bundle: Path, tmp_path: Path) -> None:
+    """findings.json inflates to 1.5 GiB from about 1.5 MB; facts.json declares 100 bytes but
+    inflates to 1.5 GiB too. Neither is inflated past its declared size or the limits."""
+    huge = 3 << 29  # 1.5 GiB
+    bomb = _zeros_deflated(huge)
+    crc = 0
+    for _ in range(huge // (16 << 20)):
+        crc = zlib.crc32(bytes(16 << 20), crc)
+    with zipfile.ZipFile(bundle) as archive:
+        members = [
+            (info.filename, zipfile.ZIP_STORED, data, zlib.crc32(data), len(data))
+            for info in archive.infolist()
+            if info.filename not in ("findings.json", "facts.json")
+            for data in [archive.read(info)]
+        ]
+    members += [
+        ("findings.json", zipfile.ZIP_DEFLATED, bomb, crc, huge),
+        ("facts.json", zipfile.ZIP_DEFLATED, bomb, crc, 100),
+    ]
+    forged = tmp_path / "bomb.zip"
+    _raw_zip(forged, members)
+    assert forged.stat().st_size < 8 << 20
+
+    tracemalloc.start()
+    try:
+        began = time.monotonic()
+        report = verify_path(forged)
+        seconds = time.monotonic() - began
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert seconds < 30 and peak < 200 << 20, (seconds, peak)
+    messages = {(p.check, p.subject): p.message for p in report.problems}
+    assert "more than the" in messages[("bundle", "findings.json")]
+    assert "more than the" in messages[("findings", "findings.json")]
+    assert "not read" in messages[("bundle", "facts.json")]
+
+
+@pytest.mark.timeout(30)
+def test_a_recursive_view_in_a_bundled_index_is_refused_before_any_query(
+    bundle: Path, tmp_path: Path
+) -> None:
+    unpacked = tmp_path / "unpacked"
+    with zipfile.ZipFile(bundle) as archive:
+        archive.extractall(unpacked)
+    conn = sqlite3.connect(unpacked / INDEX_FILE)
+    with conn:
+        conn.execute("DROP TABLE pending")
+        conn.execute(
+            "CREATE VIEW pending AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 "
+            "FROM c) SELECT x AS id, 'ab' AS sha256 FROM c"
+        )
+    conn.close()
+    doctored = (unpacked / INDEX_FILE).read_bytes()
+    rewrite(bundle, lambda entries: entries.__setitem__(INDEX_FILE, doctored))
+    report = verify_path(bundle)
+    assert ("bundle", INDEX_FILE) in problems(report)
+    assert any("unexpected view 'pending'" in p.message for p in report.problems)
+
+
+@pytest.mark.timeout(30)
+def test_an_unzipped_bundle_with_a_fifo_or_a_linked_folder_is_refused_unopened(
+    bundle: Path, tmp_path: Path
+) -> None:
+    unpacked = tmp_path / "unzipped"
+    with zipfile.ZipFile(bundle) as archive:
+        archive.extractall(unpacked)
+    # A report is read (for the signer it names): opened, a FIFO would wait forever.
+    (unpacked / "report.en.html").unlink()
+    os.mkfifo(unpacked / "report.en.html")
+    shard = next(p for p in (unpacked / "evidence" / "objects").iterdir())
+    shard.rename(tmp_path / "moved")
+    shard.symlink_to(tmp_path / "moved", target_is_directory=True)
+    found = problems(verify_path(unpacked))
+    assert ("layout", "report.en.html") in found
+    assert ("layout", f"evidence/objects/{shard.name}") in found
+    assert ("bundle", "report.en.html") in found
+
+
+# -- packing: no link, no special file, a private zip -----------------------------------------
+
+
+def test_bundle_refuses_a_link_or_a_special_file_among_the_run_files(
+    failing_run: Path, key: Path, tmp_path: Path
+) -> None:
+    secret = key.read_bytes()
+    (failing_run / "findings.sarif").unlink()
+    (failing_run / "findings.sarif").symlink_to(key)
+    with pytest.raises(BundleError, match=r"findings\.sarif \(a symbolic link\)"):
+        bundle_files(failing_run)
+    with pytest.raises(BundleError, match=r"findings\.sarif"):
+        create_bundle(failing_run, tmp_path / "never.zip", key)
+    # Even handed the name directly, the packer opens no link.
+    with pytest.raises(BundleError, match="refusing to bundle it"):
+        write_bundle(
+            failing_run, ["findings.sarif"], tmp_path / "x.zip", run_id=RUN_ID, key=None, created=""
+        )
+    assert not (tmp_path / "never.zip").exists() and not (tmp_path / "x.zip").exists()
+    assert not list(tmp_path.glob(".*.tmp"))
+    (failing_run / "findings.sarif").unlink()
+    os.mkfifo(failing_run / "findings.sarif")
+    with pytest.raises(BundleError, match=r"findings\.sarif \(a FIFO\)"):
+        bundle_files(failing_run)
+    assert secret == key.read_bytes()
+
+
+def test_the_bundle_zip_is_private(bundle: Path) -> None:
+    assert stat.S_IMODE(bundle.stat().st_mode) == 0o600
+
+
+def test_rendering_again_renews_the_seal_and_the_run_still_verifies(
+    bundle: Path, failing_run: Path
+) -> None:
+    """Bundling renders the reports again (naming the signer): the run folder's seal is
+    renewed for them, and the audit's other files keep their hashes."""
+    report = verify_path(failing_run)
+    assert report.intact, [str(p) for p in report.problems]
+    assert report.seal_generation is not None and report.seal_generation >= 2
+    findings = failing_run / "findings.json"
+    findings.write_bytes(findings.read_bytes().replace(b'"fail"', b'"pass"'))
+    render_reports(failing_run)  # renders the forged verdicts, and seals the reports only
+    assert ("seal", "findings.json") in problems(verify_path(failing_run))
