@@ -33,6 +33,7 @@ from scapy.packet import Packet
 from auditor.domain.attempts import Attempt
 from auditor.domain.protocols import EvidenceSink
 from probes.capture import CaptureSpec, capture_window
+from probes.redact import redact_flow_sample
 
 PROBE = "link-classification"
 #: How much of each direction of a TCP flow is reassembled for classification.
@@ -382,7 +383,12 @@ def is_dns(datagram: bytes) -> bool:
 
 
 def sample_of(data: bytes) -> str:
-    return "".join(chr(b) if 32 <= b < 127 else "." for b in data[:SAMPLE_BYTES])
+    """The first bytes of a cleartext flow, printable, secrets redacted: the sample reaches
+    observations.json and the reports, so it passes the same door as every collected text."""
+    # Line breaks are kept for redaction (its rules are line-bound: "PASS x", headers) and shown
+    # as "." afterwards, like every other non-printable byte.
+    text = "".join(chr(b) if 32 <= b < 127 or b in (10, 13) else "." for b in data[:SAMPLE_BYTES])
+    return re.sub(r"[\r\n]", ".", redact_flow_sample(text))
 
 
 # -- classification ---------------------------------------------------------------------------

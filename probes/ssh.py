@@ -55,6 +55,7 @@ from auditor.domain.errors import AuditorError
 from auditor.domain.inventory import SshAccess
 from auditor.domain.protocols import ScopeCheck
 from probes.parsers.hostkey import fingerprint_sha256
+from probes.redact import redact_text
 
 #: Default bound on each output stream of a command.
 DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024
@@ -487,10 +488,14 @@ class CommandResult:
         return self.end is CommandEnd.EXITED and self.exit_status == 0
 
     def text(self) -> str:
-        return self.stdout.decode("utf-8", errors="replace")
+        """stdout as text, secrets redacted: redaction at the door, before anything (a fact, an
+        error message, a report) is derived from what the host sent. The raw bytes go to the
+        evidence store, which redacts them again as it stores them."""
+        return redact_text(self.stdout.decode("utf-8", errors="replace"))[0]
 
     def stderr_text(self) -> str:
-        return self.stderr.decode("utf-8", errors="replace")
+        """stderr as text, secrets redacted (it ends up in error messages and findings)."""
+        return redact_text(self.stderr.decode("utf-8", errors="replace"))[0]
 
 
 class _BoundedBuffer:

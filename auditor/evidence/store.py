@@ -59,7 +59,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from auditor.domain.errors import AuditorError
-from auditor.evidence.redact import Redaction, is_redactable, redact, redact_text
+from probes.redact import Redaction, is_redactable, redact, redact_text
 
 FORMAT = "anon-infra-auditor-evidence/1"
 EVIDENCE_DIR = "evidence"

@@ -318,6 +318,16 @@ _URL_GATE = "://"
 _WG_CONFIG_GATE = "privatekey|presharedkey"
 _XFRM_GATE = "0x"
 _AUTH_GATE = "authorization:"
+# Logins of cleartext protocols, as a capture's sample of a flow shows them: FTP and POP3
+# "PASS x", IMAP "a1 LOGIN user x", and SMTP/IMAP/POP3 "AUTH PLAIN <base64 of user and x>".
+# Only for samples of network flows (redact_flow_sample): in prose or a process list "the login
+# process uses" would lose a word.
+_PROTOCOL_LOGIN = re.compile(
+    r"^(?P<lead>[ \t]*(?:PASS[ \t]+|\S+[ \t]+LOGIN[ \t]+\S+[ \t]+|AUTH[ \t]+PLAIN[ \t]+))"
+    r"(?P<value>\S+)",
+    re.IGNORECASE | re.MULTILINE,
+)
+
 _DES_CRYPT_GATE = r":!*[./0-9a-z]{13}"
 _COOKIE_GATE = "cookie"
 _TOKEN_GATE = (
@@ -668,3 +678,10 @@ __all__ = [
     "redact",
     "redact_text",
 ]
+
+
+def redact_flow_sample(text: str) -> str:
+    """A captured flow's sample (the first bytes of a cleartext protocol), redacted as any
+    collected text and also of the protocols' own login commands."""
+    redacted = redact_text(text)[0]
+    return _value_substitution(_PROTOCOL_LOGIN, _kind("password"))(redacted, Counter())

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa, x25519
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from auditor.evidence.redact import (
+from probes.redact import (
     _AUTH_HEADER,
     _COOKIE_HEADER,
     _CRYPT_HASH,
