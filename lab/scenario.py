@@ -66,8 +66,18 @@ class ExpectedFail(_Strict):
     subject: str
 
 
+class ExpectedInconclusive(_Strict):
+    control: str
+    subject: str
+    reason: str  #: a part of the finding's reason: the cause it must name
+
+
 class Expect(_Strict):
     fail: list[ExpectedFail] = Field(default_factory=list)
+    #: pairs a hostile or broken host must leave undecided, each with the cause its reason names
+    inconclusive: list[ExpectedInconclusive] = Field(default_factory=list)
+    #: values the scenario plants on its hosts that must appear nowhere in the run or bundle
+    secrets: list[str] = Field(default_factory=list)
 
 
 class ScenarioDocument(_Strict):
@@ -85,6 +95,9 @@ class Scenario:
     hosts: dict[str, HostSpec] = field(default_factory=dict)
     inventory_patch: dict[str, Any] | None = None
     expect_fail: list[tuple[str, str]] = field(default_factory=list)
+    #: (control, subject) -> the text its inconclusive finding's reason must contain
+    expect_inconclusive: dict[tuple[str, str], str] = field(default_factory=dict)
+    planted_secrets: list[str] = field(default_factory=list)
 
     def spec(self, host: str) -> HostSpec:
         return self.hosts.get(host, HostSpec())
@@ -133,6 +146,8 @@ def load_scenario(path: Path | str) -> Scenario:
         hosts=dict(parsed.hosts),
         inventory_patch=parsed.inventory,
         expect_fail=[(f.control, f.subject) for f in parsed.expect.fail],
+        expect_inconclusive={(i.control, i.subject): i.reason for i in parsed.expect.inconclusive},
+        planted_secrets=list(parsed.expect.secrets),
     )
 
 
@@ -145,12 +160,19 @@ def _cross_check(doc: LocatedDocument, parsed: ScenarioDocument, folder: Path) -
     for name, spec in parsed.hosts.items():
         _check_host(name, spec, parsed, folder, problem)
     new_names = set(parsed.hosts) - set(HOSTS)
-    for i, expected in enumerate(parsed.expect.fail):
-        loc: tuple[str | int, ...] = ("expect", "fail", i)
+    pairs: list[tuple[str, int, ExpectedFail | ExpectedInconclusive]] = [
+        *(("fail", i, e) for i, e in enumerate(parsed.expect.fail)),
+        *(("inconclusive", i, e) for i, e in enumerate(parsed.expect.inconclusive)),
+    ]
+    for kind, i, expected in pairs:
+        loc: tuple[str | int, ...] = ("expect", kind, i)
         if expected.control not in CONTROL_IDS:
             problem((*loc, "control"), f"unknown control {expected.control!r}")
         if expected.subject not in {*HOSTS, *NETWORKS, *new_names}:
             problem((*loc, "subject"), f"no host or network named {expected.subject!r}")
+    for i, secret in enumerate(parsed.expect.secrets):
+        if len(secret) < 8:  # a short one would be found by chance in any run folder
+            problem(("expect", "secrets", i), "a planted secret needs at least 8 characters")
     if parsed.inventory is not None:
         _check_inventory_patch(parsed.inventory, problem)
     return problems
@@ -175,7 +197,9 @@ def _check_host(
     _check_files(spec, folder, where, problem)
     for key in spec.sysctls:
         if not key.startswith(("net.", "kernel.")):
-            problem((*where, "sysctls", key), "only namespaced sysctls (net.*, kernel.*) can be set")
+            problem(
+                (*where, "sysctls", key), "only namespaced sysctls (net.*, kernel.*) can be set"
+            )
 
 
 def _check_plays(

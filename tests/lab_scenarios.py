@@ -4,7 +4,8 @@ conclude (in one shape), and where each one's recorded observations are.
 Shared by the lab matrix (tests/lab/test_audit_matrix.py, findings.json of a live audit), the
 offline re-judging of the recorded scenarios (tests/unit/policies/test_recorded_scenarios.py)
 and their recorder (tests/data/contexts/record.py), so that all three apply the same rule:
-exactly the scenario's ``expect.fail`` pairs fail, and nothing is inconclusive.
+exactly the scenario's ``expect.fail`` pairs fail, exactly its ``expect.inconclusive`` pairs are
+inconclusive (each for the cause it names), and everything else passes or is not applicable.
 """
 
 from __future__ import annotations
@@ -37,6 +38,29 @@ def expected_failures(scenario: str) -> set[Pair]:
     return {(control, subject) for control, subject in load_scenario(scenario).expect_fail}
 
 
+def expected_undecided(scenario: str) -> dict[Pair, str]:
+    """The scenario's ``expect.inconclusive`` pairs, each with the text its reason contains."""
+    return dict(load_scenario(scenario).expect_inconclusive)
+
+
+def undecided_mismatch(scenario: str, verdicts: Verdicts) -> str | None:
+    """Why the inconclusive findings are not exactly the expected ones, or None."""
+    expected = expected_undecided(scenario)
+    problems = []
+    if set(verdicts.undecided) != set(expected):
+        unexpected = {p: r for p, r in verdicts.undecided.items() if p not in expected}
+        missing = sorted(set(expected) - set(verdicts.undecided))
+        if unexpected:
+            problems.append(f"inconclusive: {sorted(unexpected.items())}")
+        if missing:
+            problems.append(f"expected to be inconclusive but were not: {missing}")
+    for pair, cause in expected.items():
+        reason = verdicts.undecided.get(pair)
+        if reason is not None and cause not in reason:
+            problems.append(f"{pair} inconclusive without naming {cause!r}: {reason}")
+    return "; ".join(problems) or None
+
+
 @dataclass(frozen=True)
 class Verdicts:
     failed: set[Pair]
@@ -63,8 +87,9 @@ def mismatch(scenario: str, verdicts: Verdicts) -> str | None:
     """Why the verdicts are not exactly what the scenario expects, or None when they are."""
     expected = expected_failures(scenario)
     problems = []
-    if verdicts.undecided:
-        problems.append(f"inconclusive: {sorted(verdicts.undecided.items())}")
+    undecided = undecided_mismatch(scenario, verdicts)
+    if undecided is not None:
+        problems.append(undecided)
     if verdicts.failed - expected:
         problems.append(f"unexpected fail: {sorted(verdicts.failed - expected)}")
     if expected - verdicts.failed:

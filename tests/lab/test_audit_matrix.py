@@ -2,7 +2,8 @@
 
 For each scenario, `auditor audit` runs against the live lab (SSH collection, scans, egress
 tests, captures, discovery, the model, every control). The scenario's ``expect.fail`` pairs
-must fail, every other finding must pass or be not applicable, none may be inconclusive; the
+must fail, exactly its ``expect.inconclusive`` pairs must be inconclusive (naming their cause),
+every other finding must pass or be not applicable; the
 exit code must say so, every finding must rest on stored evidence, and the run must verify.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,10 @@ import pytest
 from auditor.domain.inventory import load_inventory
 from auditor.evidence.verify import verify_run
 from lab.runtime import LabState
+from lab.scenario import load_scenario
 from policies.registry import evaluate_all
 from policies.snapshot import OBSERVATIONS_FILE, read_observations, restore_context
-from tests.lab_scenarios import SCENARIOS, expected_failures, verdicts_of
+from tests.lab_scenarios import SCENARIOS, expected_failures, undecided_mismatch, verdicts_of
 
 AUDITOR = [sys.executable, "-m", "auditor"]
 
@@ -57,8 +60,12 @@ def audit_of(lab: LabState, tmp_root: Path) -> AuditRun:
     return _RUNS[lab.scenario]
 
 
-def _params() -> list[Any]:
-    return [pytest.param(name, marks=pytest.mark.scenario(name), id=name) for name in SCENARIOS]
+def _params(names: list[str] = SCENARIOS) -> list[Any]:
+    return [pytest.param(name, marks=pytest.mark.scenario(name), id=name) for name in names]
+
+
+#: The scenarios that plant secrets on their hosts (``expect.secrets``).
+PLANTING = [name for name in SCENARIOS if load_scenario(name).planted_secrets]
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +81,11 @@ def test_audit_fails_exactly_the_expected_pairs(
     run = audit_of(lab, tmp_root)
     expected = expected_failures(scenario)
     verdicts = verdicts_of(run.findings)
-    assert verdicts.undecided == {}, f"inconclusive findings in {scenario}"
+    assert undecided_mismatch(scenario, verdicts) is None
     assert verdicts.failed == expected
-    assert verdicts.statuses <= {"pass", "fail", "not-applicable"}
-    assert run.exit_code == (1 if expected else 0), run.stderr[-2000:]
+    assert verdicts.statuses <= {"pass", "fail", "inconclusive", "not-applicable"}
+    exit_code = 1 if expected else (2 if verdicts.undecided else 0)
+    assert run.exit_code == exit_code, run.stderr[-2000:]
 
 
 @pytest.mark.lab
@@ -128,3 +136,33 @@ def test_failing_reachability_findings_show_model_probe_and_path(
             hops = finding["path"]
             assert hops and hops[0]["host"] == finding["subject"]
             assert any(h.get("rule") for h in hops), hops
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("scenario", _params(PLANTING))
+def test_no_planted_secret_reaches_the_run_folder_or_the_bundle(
+    scenario: str, lab: LabState, tmp_root: Path
+) -> None:
+    """A scenario's ``expect.secrets`` (planted in process arguments and configuration files)
+    appear in no file of the run folder, evidence included, nor in any member of its bundle."""
+    secrets = load_scenario(scenario).planted_secrets
+    run = audit_of(lab, tmp_root)
+    bundle = tmp_root / f"{scenario}.zip"
+    made = subprocess.run(
+        [*AUDITOR, "bundle", str(run.out), "--out", str(bundle)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    contents = {str(path): path.read_bytes() for path in run.out.rglob("*") if path.is_file()}
+    with zipfile.ZipFile(bundle) as archive:
+        contents |= {f"{bundle}:{name}": archive.read(name) for name in archive.namelist()}
+    leaks = [
+        (where, secret)
+        for where, data in contents.items()
+        for secret in secrets
+        if secret.encode() in data
+    ]
+    assert leaks == []

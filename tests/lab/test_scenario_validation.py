@@ -35,7 +35,7 @@ def _rejection(folder: Path) -> str:
 
 def test_every_shipped_scenario_loads() -> None:
     names = sorted(p.name for p in SCENARIOS_DIR.iterdir() if (p / "scenario.yaml").is_file())
-    assert len(names) == 10 and "baseline" in names
+    assert len(names) == 11 and "baseline" in names and "hostile-host" in names
     assert load_scenario("baseline").expect_fail == []
     for name in names:
         assert load_scenario(name).name == name
@@ -122,3 +122,20 @@ def test_cli_rejects_an_invalid_scenario_with_exit_code_3(tmp_path: Path) -> Non
     assert result.exit_code == 3
     assert "hostz: unknown key" in result.output
     assert "Traceback" not in result.output
+
+
+def test_expected_inconclusive_pairs_and_planted_secrets_are_checked(tmp_path: Path) -> None:
+    folder = _scenario(
+        tmp_path,
+        "description: x\nexpect:\n  inconclusive:\n"
+        "    - {control: recv-no-outbond, subject: recv-srv, reason: x}\n"
+        "  secrets: [short]\n",
+    )
+    message = _rejection(folder)
+    assert "expect.inconclusive.0.control: unknown control 'recv-no-outbond'" in message
+    assert "expect.secrets.0: a planted secret needs at least 8 characters" in message
+    hostile = load_scenario("hostile-host")
+    assert hostile.expect_inconclusive == {
+        ("unauthorized-access-prevention", "term-2"): "nested deeper than"
+    }
+    assert "Pl4nted-MySQL-9f3e" in hostile.planted_secrets
