@@ -24,7 +24,6 @@ The policies read (machine policy, HKLM):
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -35,6 +34,7 @@ from auditor.domain.facts import HostFacts
 from auditor.domain.inventory import Inventory, SshAccess
 from auditor.domain.protocols import EvidenceSink
 from probes.parsers import ParseError
+from probes.parsers.errors import load_json
 
 if TYPE_CHECKING:  # paramiko stays out of the import graph of the checks that read the parsers
     from auditor.domain.protocols import ScopeCheck
@@ -227,10 +227,7 @@ def parse_single_value(text: str, name: str) -> RegValue | None:
 
 def parse_os(text: str) -> tuple[str | None, str | None]:
     """``Get-CimInstance Win32_OperatingSystem | Select-Object ... | ConvertTo-Json``."""
-    try:
-        doc = json.loads(text.lstrip("\ufeff"))
-    except json.JSONDecodeError as exc:
-        raise ParseError("powershell", exc.lineno, f"not JSON: {exc.msg}") from None
+    doc = load_json("powershell", text.lstrip("\ufeff"))  # bounded in depth, ParseError only
     if not isinstance(doc, dict):
         raise ParseError("powershell", None, "expected one object")
     caption, version = doc.get("Caption"), doc.get("Version")

@@ -17,7 +17,6 @@ value) that decided it.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from policies.context import AuditContext
 from policies.model import Control
 from policies.support.common import Outcome, inconclusive, judge_each
 from probes.parsers import ParseError
+from probes.parsers.errors import load_json
 from probes.windows import (
     CLASS_LABELS,
     WRITE_CLASSES,
@@ -459,12 +459,13 @@ def writable_removable_mounts(facts: HostFacts, transports: set[str]) -> Route:
         ]
         return Route("mounts", None, "; ".join(missing))
     try:
-        devices = list(_block_devices(json.loads(lsblk).get("blockdevices") or []))
+        # load_json: host output, bounded in depth before the walks below recurse into it
+        devices = list(_block_devices(load_json("lsblk", lsblk).get("blockdevices") or []))
         options = {
             fs.get("target"): str(fs.get("options") or "")
-            for fs in _filesystems(json.loads(findmnt).get("filesystems") or [])
+            for fs in _filesystems(load_json("findmnt", findmnt).get("filesystems") or [])
         }
-    except (json.JSONDecodeError, AttributeError, TypeError) as exc:
+    except (ParseError, AttributeError, TypeError) as exc:
         return Route("mounts", None, f"lsblk/findmnt output not understood: {exc}")
     removable = [d for d in devices if _is_removable(d, transports)]
     writable = [

@@ -97,3 +97,28 @@ def test_clean_keeps_ordinary_text_whole() -> None:
     text = "受信サーバ recv-srv: tab\there, line\nnext, ÅÄÖ"
     assert clean(text) == text
     assert untrusted("[red]x[/]").plain == "[red]x[/]"
+
+
+def test_a_hostile_banner_in_a_problem_and_a_finding_reaches_the_console_as_text() -> None:
+    """An SSH banner `SSH-[/]-x` in a collection problem, or a process argument with `[/]` in a
+    finding's summary, made rich raise MarkupError: no findings were written for any host."""
+    from auditor.cli.progress import ConsoleObserver
+    from auditor.cli.summary import print_summary
+    from auditor.domain.findings import Finding, Status
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200, soft_wrap=True, color_system=None)
+    ConsoleObserver(console).problem("collect", "recv-srv: banner SSH-[/]-x\x1b[2J")
+    finding = Finding(
+        control="no-remote-control-software",
+        subject="proc-srv",
+        status=Status.FAIL,
+        clauses=[],
+        summary="x11vnc [/] [bold]running[/bold]",
+        summary_ja="x",
+    )
+    print_summary(console, [finding], {}, Path("/tmp/run"))
+    out = buffer.getvalue()
+    assert "banner SSH-[/]-x\\x1b[2J" in out
+    assert "x11vnc [/] [bold]running[/bold]" in out
+    assert "\x1b" not in out

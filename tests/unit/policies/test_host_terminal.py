@@ -224,6 +224,27 @@ def test_writable_removable_mount_is_found_and_read_only_is_not() -> None:
     assert recorded.holds is True and "removable: none" in recorded.detail
 
 
+def test_lsblk_nested_past_the_limit_is_undecided_with_the_reason_not_an_internal_error() -> None:
+    """A host's lsblk nesting children hundreds deep made the device walk recurse toward the
+    stack's limit; the JSON's depth is now bounded as it is read."""
+    device: dict[str, Any] = {"name": "sdz", "rm": True, "ro": False, "type": "disk"}
+    for level in range(200):
+        device = {
+            "name": f"d{level}",
+            "rm": False,
+            "ro": False,
+            "type": "part",
+            "children": [device],
+        }
+    findmnt = {"filesystems": []}
+    facts = HostFacts(
+        host="t", commands={"lsblk": json.dumps({"blockdevices": [device]}), "findmnt": json.dumps(findmnt)}
+    )  # fmt: skip
+    route = terminal.writable_removable_mounts(facts, {"usb"})
+    assert route.holds is None
+    assert "nested deeper than" in route.detail
+
+
 # -- verdicts on the lab's recorded facts -------------------------------------------------------
 
 
