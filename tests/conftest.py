@@ -36,6 +36,7 @@ SCENARIO_ORDER = [
     "remote-control",
     "logging-off",
     "rogue-device",
+    "hostile-host",
 ]
 
 # `make test` must give the same answer on every run: by default every property and fuzz test
