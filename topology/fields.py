@@ -14,7 +14,17 @@ from dataclasses import dataclass
 
 from netaddr import IPNetwork, IPSet
 
-from topology.intervals import V4_ALL, V6_ALL, AddressSet, complement, join, meet, minus, normalise
+from topology.intervals import (
+    V4_ALL,
+    V6_ALL,
+    AddressSet,
+    complement,
+    contains,
+    join,
+    meet,
+    minus,
+    normalise,
+)
 
 # -- integer intervals ----------------------------------------------------------------------
 
@@ -93,72 +103,157 @@ ALL_ICMP_TYPES = IntervalSet.full(BYTE_TOP)
 # -- interface names ------------------------------------------------------------------------
 
 #: The value of iifname/oifname where the hook has no such device (oif on input, iif on
-#: output). nftables' meta expression breaks there, so neither ``==`` nor ``!=`` matches it.
+#: output). The kernel (verified on 6.x, see tests/unit/topology/test_kernel_oracle.py) reads
+#: an empty name (and ifindex 0) there: ``iifname "x"`` does not match it, ``!= "x"`` does.
 NO_DEVICE = ""
+
+#: Interface names are at most IFNAMSIZ - 1 = 15 bytes, each byte 1-255 (no NUL).
+NAME_MAX = 15
+_ALPHABET = 255
+
+
+def _subtree_sizes() -> tuple[int, ...]:
+    """How many names (of at most NAME_MAX bytes) start with a given name of length d."""
+    sizes = [1]
+    for _ in range(NAME_MAX):
+        sizes.append(1 + _ALPHABET * sizes[-1])
+    return tuple(reversed(sizes))
+
+
+_SUBTREE = _subtree_sizes()
+_NAME_TOP = _SUBTREE[0] - 1
+
+
+def _encode(name: str) -> bytes:
+    raw = name.encode()
+    if len(raw) > NAME_MAX or 0 in raw:
+        raise ValueError(f"not an interface name: {name!r}")
+    return raw
+
+
+def _rank(name: str) -> int:
+    """The position of ``name`` among all names in byte-wise lexicographic order ("" first):
+    every name starting with a prefix then lies in one interval (``_prefix_span``)."""
+    rank = 0
+    for depth, byte in enumerate(_encode(name), start=1):
+        rank += 1 + (byte - 1) * _SUBTREE[depth]
+    return rank
+
+
+def _unrank(rank: int) -> str:
+    out = bytearray()
+    depth = 0
+    while rank:
+        depth += 1
+        rank -= 1
+        byte, rank = divmod(rank, _SUBTREE[depth])
+        out.append(byte + 1)
+    return out.decode(errors="replace")
+
+
+def _prefix_span(prefix: str) -> tuple[int, int]:
+    first = _rank(prefix)
+    return first, first + _SUBTREE[len(_encode(prefix))] - 1
 
 
 @dataclass(frozen=True, slots=True)
 class NameSet:
-    """A finite set of names, or (``cofinite``) every name except the listed ones."""
+    """A set of interface names: any finite union of single names and of prefixes (nft's
+    wildcard ``"eth*"``: every name starting with ``eth``, ``eth`` included), and complements.
 
-    names: frozenset[str]
-    cofinite: bool = False
+    Names are numbered in lexicographic order, so that a prefix's names form one interval:
+    the set is a normal tuple of intervals of those numbers, and the operations are the
+    interval operations of ``topology/intervals.py`` (exact, and canonical: equal sets are
+    equal tuples).
+    """
+
+    spans: tuple[tuple[int, int], ...]
 
     @classmethod
     def of(cls, *names: str) -> NameSet:
-        return cls(frozenset(names))
+        return cls(normalise([(r, r) for r in map(_rank, names)], _NAME_TOP))
+
+    @classmethod
+    def prefixed(cls, *prefixes: str) -> NameSet:
+        """Every name starting with one of the prefixes (nft's ``"eth*"`` is ``eth``)."""
+        return cls(normalise([_prefix_span(p) for p in prefixes], _NAME_TOP))
 
     @classmethod
     def anything(cls) -> NameSet:
-        return cls(frozenset(), cofinite=True)
+        return _ANY_NAME
 
     @classmethod
     def all_but(cls, *names: str) -> NameSet:
-        return cls(frozenset(names), cofinite=True)
+        return cls.of(*names).complement()
 
     def is_empty(self) -> bool:
-        return not self.cofinite and not self.names
+        return not self.spans
 
     def __contains__(self, name: object) -> bool:
-        return (name not in self.names) if self.cofinite else (name in self.names)
+        if not isinstance(name, str):
+            return False
+        try:
+            return contains(self.spans, _rank(name))
+        except ValueError:
+            return False
 
     def complement(self) -> NameSet:
-        return NameSet(self.names, not self.cofinite)
+        return NameSet(complement(self.spans, _NAME_TOP))
 
+    # Each operation returns an operand itself when nothing changes, as the other set types
+    # do, so that a cube can tell "unchanged" by identity.
     def __and__(self, other: NameSet) -> NameSet:
-        # Returns self itself when nothing is taken away, as the other set types do, so
-        # that a cube can tell "unchanged" by identity.
-        if not self.cofinite and not other.cofinite:
-            names = self.names & other.names
-        elif self.cofinite and other.cofinite:
-            names = self.names | other.names
-        else:
-            finite, cofinite = (self, other) if not self.cofinite else (other, self)
-            names = finite.names - cofinite.names
-            if finite is not self:
-                return NameSet(names)
-        return self if len(names) == len(self.names) else NameSet(names, self.cofinite)
+        spans = meet(self.spans, other.spans)
+        if spans is self.spans:
+            return self
+        return other if spans is other.spans else NameSet(spans)
 
     def __or__(self, other: NameSet) -> NameSet:
-        return (self.complement() & other.complement()).complement()
+        spans = join(self.spans, other.spans)
+        return self if spans is self.spans else NameSet(spans)
 
     def __sub__(self, other: NameSet) -> NameSet:
-        return self & other.complement()
+        spans = minus(self.spans, other.spans)
+        return self if spans is self.spans else NameSet(spans)
 
     def example(self) -> str:
         """One member, for concrete sampling; a made-up name when the set is co-finite."""
-        if not self.cofinite:
-            return min(self.names)
-        i = 0
-        while f"if{i}" in self.names:
-            i += 1
-        return f"if{i}"
+        if self.spans and self.spans[-1][1] == _NAME_TOP:
+            for i in range(1000):
+                if f"if{i}" in self:
+                    return f"if{i}"
+        return _unrank(self.spans[0][0])
 
     def __str__(self) -> str:
-        listed = ",".join(sorted(repr(n) if n else "(none)" for n in self.names))
-        if self.cofinite:
-            return f"not {{{listed}}}" if self.names else "any"
-        return f"{{{listed}}}"
+        if self.spans == _ANY_NAME.spans:
+            return "any"
+        listed = _listing(self.spans)
+        if listed is not None and (not self.spans or self.spans[-1][1] != _NAME_TOP):
+            return "{" + listed + "}"
+        negated = _listing(complement(self.spans, _NAME_TOP))
+        if negated is not None:
+            return "not {" + negated + "}"
+        return "{" + (listed or f"{len(self.spans)} name ranges") + "}"
+
+
+_ANY_NAME = NameSet(((0, _NAME_TOP),))
+
+
+def _listing(spans: tuple[tuple[int, int], ...], limit: int = 32) -> str | None:
+    """The names and prefixes making up the spans, as text; None when there are too many."""
+    items: list[str] = []
+    for first, hi in spans:
+        at = first
+        while at <= hi:
+            if len(items) >= limit:
+                return None
+            name = _unrank(at)
+            size = _SUBTREE[len(name.encode())]
+            shown = repr(name) if name else "(none)"
+            whole = size > 1 and at + size - 1 <= hi
+            items.append(shown + "*" if whole else shown)
+            at += size if whole else 1
+    return ",".join(sorted(items))
 
 
 # -- addresses ------------------------------------------------------------------------------

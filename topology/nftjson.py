@@ -22,12 +22,15 @@ from auditor.domain.errors import AuditorError
 from topology.fields import (
     BYTE_TOP,
     CT_STATES,
+    ICMP,
     ICMP_TYPES,
+    ICMPV6,
     ICMPV6_TYPES,
     NO_DEVICE,
     PORT_PROTOS,
     PORT_TOP,
     PROTO_NUMBERS,
+    TCP,
     IntervalSet,
     NameSet,
     family_universe,
@@ -369,11 +372,22 @@ def _parse_ct_states(value: Any) -> frozenset[str]:
 
 
 def _parse_names(value: Any) -> NameSet:
+    """A name, or nft's wildcard ``"eth*"``: the kernel compares the bytes before the star
+    only, so every name starting with ``eth`` (``eth`` itself too) matches, and no empty one.
+    An escaped star (``"eth\\*"``, a literal star) and a bare ``"*"`` are not modelled."""
     value = _unwrap(value)
-    if isinstance(value, str) and not value.endswith("*") and value != NO_DEVICE:
+    if not isinstance(value, str) or value == NO_DEVICE or "\\" in value:
+        raise UnsupportedError(f"interface {value!r}")
+    try:
+        if value.endswith("*"):
+            if len(value) == 1 or "*" in value[:-1]:
+                raise UnsupportedError(f"interface wildcard {value!r}")
+            return NameSet.prefixed(value[:-1])
+        if "*" in value:
+            raise UnsupportedError(f"interface {value!r}")
         return NameSet.of(value)
-    # Wildcards ("eth*") and interface indexes are not modelled.
-    raise UnsupportedError(f"interface {value!r}")
+    except ValueError as exc:
+        raise UnsupportedError(f"interface {value!r}: {exc}") from exc
 
 
 # -- matches --------------------------------------------------------------------------------
@@ -412,6 +426,10 @@ def _compile_match(body: dict[str, Any], ctx: _Context) -> Condition:
     op, left, right = body.get("op", "=="), body.get("left"), body.get("right")
     if isinstance(left, dict) and "concat" in left:
         return _compile_concat(op, left["concat"], right, ctx)
+    if _reads_tcp_flags(left):
+        return _tcp_flags(op, left, right, ctx)
+    if _payload_of(left) in (("icmp", "code"), ("icmpv6", "code")):
+        return _icmp_code(op, left, right, ctx)
     selector = _selector(left)
     if op in ("==", "in", "!=") and not _values_of(right, ctx):
         return _against_empty_set(op, selector)
@@ -422,6 +440,119 @@ def _compile_match(body: dict[str, Any], ctx: _Context) -> Condition:
         unknown_part = Constraint({"proto": PORT_PROTOS.complement()})
         return Condition(tuple(terms), (*terms, unknown_part))
     return Condition.exactly(terms)
+
+
+# -- what a connection attempt's first packet carries ---------------------------------------
+#
+# The space has no TCP flags or ICMP code: a TCP packet in ct state new stands for a connection
+# attempt's SYN (flags SYN only, what Linux sends), an ICMP/ICMPv6 echo request for one of code
+# 0. A match on those fields is decided for such packets; for other TCP packets (ct state other
+# than new) and other ICMP types it may or may not match; for other protocols it never does
+# (nft's implicit dependency, meta l4proto, fails).
+
+TCP_FLAGS = {"fin": 1, "syn": 2, "rst": 4, "psh": 8, "ack": 16, "urg": 32, "ecn": 64, "cwr": 128}
+#: A new connection's SYN.
+SYN_ONLY = TCP_FLAGS["syn"]
+_NEW = frozenset({"new"})
+_TCP_NEW = Constraint({"proto": protos(TCP), "ct": _NEW})
+_TCP_NOT_NEW = Constraint({"proto": protos(TCP), "ct": CT_STATES - _NEW})
+ICMP_CODES = {
+    "net-unreachable": 0,
+    "host-unreachable": 1,
+    "prot-unreachable": 2,
+    "port-unreachable": 3,
+    "frag-needed": 4,
+    "net-prohibited": 9,
+    "host-prohibited": 10,
+    "admin-prohibited": 13,
+}
+ICMPV6_CODES = {
+    "no-route": 0,
+    "admin-prohibited": 1,
+    "addr-unreachable": 3,
+    "port-unreachable": 4,
+    "policy-fail": 5,
+    "reject-route": 6,
+}
+
+
+def _payload_of(expr: Any) -> tuple[Any, Any] | None:
+    body = expr.get("payload") if isinstance(expr, dict) else None
+    return (body.get("protocol"), body.get("field")) if isinstance(body, dict) else None
+
+
+def _reads_tcp_flags(left: Any) -> bool:
+    if isinstance(left, dict) and "&" in left:
+        operands = left["&"]
+        return isinstance(operands, list) and bool(operands) and _reads_tcp_flags(operands[0])
+    return _payload_of(left) == ("tcp", "flags")
+
+
+def _flag_value(value: Any) -> int:
+    """``syn``, 2, ``[syn, ack]`` or ``{"|": [syn, ack]}``: the OR of the flags named."""
+    value = _unwrap(value)
+    if isinstance(value, bool):
+        raise UnsupportedError(f"tcp flags {value!r}")
+    if isinstance(value, int) and 0 <= value <= BYTE_TOP:
+        return value
+    if isinstance(value, str) and value in TCP_FLAGS:
+        return TCP_FLAGS[value]
+    if isinstance(value, dict) and isinstance(value.get("|"), list):
+        value = value["|"]
+    if isinstance(value, list) and value:
+        out = 0
+        for item in value:
+            out |= _flag_value(item)
+        return out
+    raise UnsupportedError(f"tcp flags {render(value)}")
+
+
+def _tcp_flags(op: str, left: Any, right: Any, ctx: _Context) -> Condition:
+    """Decide a ``tcp flags`` match for a SYN (see above). nft -j writes ``tcp flags syn``
+    as ``in`` (any of the bits: ``flags & syn != 0``), ``syn / syn,ack`` as ``flags &
+    [syn, ack] == syn``, and a set as ``==`` a lookup."""
+    flags = SYN_ONLY
+    if isinstance(left, dict) and "&" in left:
+        operands = left["&"]
+        if len(operands) != 2:
+            raise UnsupportedError(f"tcp flags {render(left)}")
+        flags &= _flag_value(operands[1])
+    named = isinstance(right, str) and right.startswith("@")
+    is_set = named or (isinstance(right, dict) and "set" in right)
+    if is_set and op in ("==", "!=", "in"):
+        found = flags in {_flag_value(v) for v in _values_of(right, ctx)}
+        matched = found if op != "!=" else not found
+    elif op == "==":
+        matched = flags == _flag_value(right)
+    elif op == "!=":
+        matched = flags != _flag_value(right)
+    elif op == "in":
+        matched = flags & _flag_value(right) != 0
+    else:
+        raise UnsupportedError(f"tcp flags {op} {render(right)}")
+    if matched:
+        return Condition((_TCP_NEW,), (_TCP_NEW, _TCP_NOT_NEW))
+    return Condition((), (_TCP_NOT_NEW,))
+
+
+def _icmp_code(op: str, left: Any, right: Any, ctx: _Context) -> Condition:
+    """Decide an ``icmp code`` / ``icmpv6 code`` match for an echo request (code 0)."""
+    v6 = _payload_of(left) == ("icmpv6", "code")
+    names, proto, echo, family = (
+        (ICMPV6_CODES, ICMPV6, ICMPV6_TYPES["echo-request"], _FAMILY6)
+        if v6
+        else (ICMP_CODES, ICMP, ICMP_TYPES["echo-request"], _FAMILY4)
+    )
+    selector = Selector("icmp_type", _int_parser(BYTE_TOP, names, "icmp code"))
+    codes = _comparison(op, selector, right, ctx) if _values_of(right, ctx) else None
+    if codes is None:
+        raise UnsupportedError(f"icmp code {op} an empty set")
+    base = {"proto": protos(proto), **family}
+    echo_term = Constraint({**base, "icmp_type": protos(echo)})
+    other_term = Constraint({**base, "icmp_type": protos(echo).complement()})
+    if 0 in codes:
+        return Condition((echo_term,), (echo_term, other_term))
+    return Condition((), (other_term,))
 
 
 def _against_empty_set(op: str, selector: Selector) -> Condition:
@@ -453,8 +584,8 @@ def _complement(selector: Selector, values: Any) -> Any:
     if selector.complement_within is not None:
         return selector.complement_within - values
     if isinstance(values, NameSet):
-        # A hook without that device matches neither "==" nor "!=" (the meta lookup fails).
-        return values.complement() - NameSet.of(NO_DEVICE)
+        # A hook without that device reads the empty name (NO_DEVICE): "!=" matches it.
+        return values.complement()
     if isinstance(values, IntervalSet):
         return values.complement()
     family = 4 if selector.implied.get("family") == frozenset({4}) else 6
@@ -477,20 +608,28 @@ def _compile_concat(op: str, parts: list[Any], right: Any, ctx: _Context) -> Con
     if op not in ("==", "in"):
         raise UnsupportedError(f"negated concatenation {render(parts)}")
     selectors = [_selector(p) for p in parts]
-    if any(_is_th(p) for p in parts):
-        raise UnsupportedError("th inside a concatenation")
+    th = [_is_th(p) for p in parts]
     terms: list[Constraint] = []
+    #: Protocols without ports where a part is ``th``: nft reads other header bytes there.
+    doubtful: list[Constraint] = []
     for wrapped in _values_of(right, ctx):
         element = _unwrap(wrapped)
         values = element.get("concat") if isinstance(element, dict) else None
         if not isinstance(values, list) or len(values) != len(selectors):
             raise UnsupportedError(f"concatenation element {render(element)}")
         constraint: Constraint | None = TOP
-        for sel, value in zip(selectors, values, strict=True):
+        unsure: Constraint | None = Constraint({"proto": PORT_PROTOS.complement()})
+        for sel, value, is_th in zip(selectors, values, th, strict=True):
             piece = Constraint({**sel.implied, sel.name: sel.parse(value)})
             constraint = constraint.meet(piece) if constraint is not None else None
+            if not is_th:
+                unsure = unsure.meet(piece) if unsure is not None else None
         if constraint is not None:
             terms.append(constraint)
+        if any(th) and unsure is not None:
+            doubtful.append(unsure)
+    if doubtful:
+        return Condition(tuple(terms), (*terms, *doubtful))
     return Condition.exactly(terms)
 
 
@@ -504,9 +643,19 @@ _SIMPLE_VERDICTS = {
     "continue": Action.CONTINUE,
     "queue": Action.QUEUE,
 }
-#: Statements that neither match nor decide (limit/quota handled apart).
-_NEUTRAL = {"counter", "log", "set", "ct helper", "ct timeout", "ct expectation", "synproxy"}
+#: Statements that neither match nor decide (limit/quota, set updates, xt handled apart).
+_NEUTRAL = {"counter", "log", "ct helper", "ct timeout", "ct expectation", "synproxy"}
+#: iptables-nft targets that only log and go on (XT_CONTINUE), as nft -j shows them.
+_XT_NEUTRAL_TARGETS = {"LOG", "NFLOG"}
 _NAT = ("dnat", "snat", "masquerade", "redirect")
+
+
+_ONLY_TCP = Condition.exactly([Constraint({"proto": protos(TCP)})])
+
+
+def _is_mss_clamp(key: Any) -> bool:
+    option = key.get("tcp option") if isinstance(key, dict) else None
+    return isinstance(option, dict) and option == {"name": "maxseg", "field": "size"}
 
 
 def _nat_of(kind: str, body: Any) -> Nat:
@@ -566,6 +715,10 @@ class _RuleBuilder:
             self._rate(kind, body)
         elif kind == "mangle":
             self._mangle(body)
+        elif kind == "set":
+            self._set_update(body)
+        elif kind == "xt":
+            self._xt(body)
         elif kind not in _NEUTRAL:
             self.add_unknown(f"statement {render(expr)}")
 
@@ -584,8 +737,31 @@ class _RuleBuilder:
             return
         self.add_unknown(f"{kind} {render(body)}")
 
+    def _set_update(self, body: Any) -> None:
+        # "add @s { ip saddr }" only records; an element with a stateful statement (limit,
+        # ct count, quota) is a condition depending on history ("add @s { ip saddr limit rate
+        # over 10/minute } drop" drops only over the rate). A counter only counts.
+        stmts = body.get("stmt", []) if isinstance(body, dict) else None
+        if not isinstance(stmts, list):
+            self.add_unknown(f"set statement {render({'set': body})}")
+            return
+        for stmt in stmts:
+            if not (isinstance(stmt, dict) and set(stmt) == {"counter"}):
+                self.add_unknown(f"set element with {render(stmt)} (depends on history)")
+
+    def _xt(self, body: Any) -> None:
+        kind = body.get("type") if isinstance(body, dict) else None
+        name = body.get("name") if isinstance(body, dict) else None
+        if not (kind == "target" and name in _XT_NEUTRAL_TARGETS):
+            self.add_unknown(f"xt {kind} {name}")
+
     def _mangle(self, body: Any) -> None:
         key = body.get("key") if isinstance(body, dict) else None
+        if _is_mss_clamp(key):
+            # The MSS is read by nothing modelled; the statement breaks the rule where there
+            # is no TCP header (nft_exthdr_tcp_set_eval), and no dependency is added.
+            self.condition = self.condition.and_(_ONLY_TCP)
+            return
         harmless = isinstance(key, dict) and (
             key.get("meta", {}).get("key") in ("mark", "priority", "nftrace")
             or key.get("ct", {}).get("key") == "mark"

@@ -152,10 +152,8 @@ class Cube:
             self.proto.intervals,
             self.sport.intervals,
             self.dport.intervals,
-            self.iif.names,
-            self.iif.cofinite,
-            self.oif.names,
-            self.oif.cofinite,
+            self.iif.spans,
+            self.oif.spans,
             self.ct,
             self.icmp_type.intervals,
         )

@@ -236,7 +236,7 @@ def test_lsblk_nested_past_the_limit_is_undecided_with_the_reason_not_an_interna
             "type": "part",
             "children": [device],
         }
-    findmnt = {"filesystems": []}
+    findmnt: dict[str, Any] = {"filesystems": []}
     facts = HostFacts(
         host="t", commands={"lsblk": json.dumps({"blockdevices": [device]}), "findmnt": json.dumps(findmnt)}
     )  # fmt: skip
