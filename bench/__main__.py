@@ -4,7 +4,9 @@ Benchmarks: ``reachability`` (synthetic organisations, no lab needed), ``audit-l
 baseline lab audit per phase; takes /tmp/auditor-lab.lock and brings the lab up itself),
 ``collection`` (SSH host collection of one host and of --hosts hosts, containers set up like
 the lab's term-1 on a podman network of its own; takes /tmp/auditor-lab.lock, needs root and
-the lab image, and removes everything it created). Without a name, every benchmark that needs no lab runs. Results of benchmarks not run this
+the lab image, and removes everything it created), ``firewall-worst`` (one host's rule set at
+its worst, overlapping ranges, and at its largest; see bench/firewall_worst.py). Without a
+name, every benchmark that needs no lab runs. Results of benchmarks not run this
 time are kept in latest.json from earlier runs.
 """
 
@@ -20,7 +22,7 @@ from typing import Any
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 DEFAULT_SIZES = [200, 2000, 10000]
-KNOWN = {"reachability", "audit-lab", "collection"}
+KNOWN = {"reachability", "audit-lab", "collection", "firewall-worst"}
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -79,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmarks",
         nargs="*",
         metavar="BENCHMARK",
-        help="reachability, audit-lab, collection (default: reachability)",
+        help="reachability, audit-lab, collection, firewall-worst "
+        "(default: reachability, firewall-worst)",
     )
     parser.add_argument(
         "--sizes",
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(json.dumps(measure(args.child, seed)))
         return 0
-    chosen = args.benchmarks or ["reachability"]
+    chosen = args.benchmarks or ["reachability", "firewall-worst"]
     unknown = set(chosen) - KNOWN
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
@@ -123,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.reachability import run_sizes
 
         results += run_sizes(args.sizes, seed, args.timeout)
+    if "firewall-worst" in chosen:
+        from bench.firewall_worst import run_firewall_worst
+
+        results.append(run_firewall_worst())
     if "audit-lab" in chosen:
         from bench.auditlab import run_audit_lab
 

@@ -15,16 +15,21 @@ returns which part of the space each rule accepts or drops. Semantics follow nft
   later chain, and routing, see the translated destination); masquerade and redirect depend on
   the interface and are left to the caller, recorded in ``Outcome.nat``;
 * an expression outside the modelled subset makes the rule *may match*: the packets it may
-  match are reported twice (taking the verdict, and going on), both ``certain=False``.
+  match are reported twice (taking the verdict, and going on), both ``certain=False``;
+* each hook evaluation has a ``Budget`` (cubes its splits produce, flow/rule tests, optionally
+  seconds): past it, every packet not yet decided is reported accepted and dropped, both
+  ``certain=False``, with the reason. What was decided before the cut stays as it is.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
+from time import monotonic
 from typing import Any
 
 from netaddr import IPAddress
@@ -32,10 +37,73 @@ from netaddr import IPAddress
 from topology.fields import NO_DEVICE, PORT_PROTOS, IntervalSet, NameSet
 from topology.intervals import AddressSet
 from topology.nftjson import Action, Arm, Chain, Nat, Rule, Ruleset, parse_ruleset
-from topology.space import FIELDS, Constraint, Cube, Packet, PacketSpace
+from topology.space import FIELDS, Constraint, Cube, Packet, PacketSpace, is_empty_value
 
 #: Deeper jump nesting than the kernel allows (16) is a loop or a parse error: unknown.
 MAX_JUMP_DEPTH = 16
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much work one hook evaluation (``run_hook``: every base chain of a hook over the
+    given flows) may do before the packets it has not decided yet become uncertain.
+
+    ``cubes``: cubes produced by splitting flows at rules (the packet space fragmenting);
+    ``tests``: flow/rule intersections tried (the walk's work; rules the index skips are not
+    counted); ``seconds``: wall-clock time, off by default, since answers would then depend on
+    the machine's load. None lifts a limit. Limits are checked before each rule: a cut comes
+    at a rule boundary, so one rule may overshoot by the flows it splits.
+    """
+
+    cubes: int | None = 50_000
+    tests: int | None = 400_000
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("cubes", "tests", "seconds"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"budget {name} must not be negative, got {value}")
+
+    @classmethod
+    def unlimited(cls) -> Budget:
+        return cls(cubes=None, tests=None, seconds=None)
+
+
+#: The budget of a Firewall built without one. Far above what any rule set seen in the lab or
+#: the synthetic organisation needs (see docs/benchmarks.md, firewall-worst), and low enough
+#: that a pathological rule set costs seconds, not minutes.
+DEFAULT_BUDGET = Budget()
+
+
+class _Meter:
+    """The work of one hook evaluation against its budget; ``cut`` says why it stopped."""
+
+    __slots__ = ("_deadline", "budget", "cubes", "cut", "hook", "tests")
+
+    def __init__(self, budget: Budget, hook: Hook) -> None:
+        self.budget = budget
+        self.hook = hook
+        self.cubes = 0
+        self.tests = 0
+        self.cut: str | None = None
+        self._deadline = None if budget.seconds is None else monotonic() + budget.seconds
+
+    def exhausted(self) -> bool:
+        """Is the budget spent? Once it is, it stays so (and ``cut`` gives the reason)."""
+        if self.cut is not None:
+            return True
+        budget = self.budget
+        if budget.cubes is not None and self.cubes > budget.cubes:
+            self.cut = f"evaluation budget of {budget.cubes} cubes exceeded on {self.hook}"
+        elif budget.tests is not None and self.tests > budget.tests:
+            self.cut = f"evaluation budget of {budget.tests} rule tests exceeded on {self.hook}"
+        elif self._deadline is not None and monotonic() > self._deadline:
+            self.cut = f"evaluation budget of {budget.seconds} s exceeded on {self.hook}"
+        else:
+            return False
+        self.cut += "; the rest is uncertain"
+        return True
 
 
 class Hook(StrEnum):
@@ -180,6 +248,7 @@ class _Ending:
 class _Walk:
     """Collects what leaves a chain: final verdicts, and packets returning to the caller."""
 
+    meter: _Meter
     endings: list[_Ending] = field(default_factory=list)
     returned: list[Flow] = field(default_factory=list)
 
@@ -206,34 +275,173 @@ class _ChainIndex:
     def __init__(self, chain: Chain) -> None:
         self._chain = chain
         self._rules_by_shape: dict[tuple[object, ...], int] = {}
+        # Every term of every rule (sure or possible, any arm), numbered; a bit per term.
+        terms: list[Constraint] = []
+        self._rule_of_term: list[int] = []
+        for i, rule in enumerate(chain.rules):
+            for arm in rule.arms:
+                for term in (*arm.condition.sure, *arm.condition.possible):
+                    terms.append(term)
+                    self._rule_of_term.append(i)
+        self._terms = terms
+        #: Term i is rule i (one term per rule, the usual case): term bits are rule bits.
+        self._one_term_each = self._rule_of_term == list(range(len(chain.rules)))
+        every = (1 << len(terms)) - 1
+        #: Per field, the terms that constrain it, and the terms that do not (always admit).
+        self._constraining: dict[str, list[tuple[int, Any]]] = {}
+        self._free: dict[str, int] = {}
+        for name in FIELDS:
+            constraining = [(k, t.values[name]) for k, t in enumerate(terms) if name in t.values]
+            self._constraining[name] = constraining
+            self._free[name] = every & ~sum(1 << k for k, _ in constraining)
+        self._terms_by_value: dict[tuple[str, object], int] = {}
+        self._ranges: dict[str, _RangeIndex] = {}
+        # Rule bits (not term bits) for the addresses: asked per flow, not per shape.
+        self._saddr = _AddressIndex(
+            [(self._rule_of_term[k], v) for k, v in self._constraining["saddr"]],
+            self._as_rules(self._free["saddr"]),
+        )
+        self._daddr = _AddressIndex(
+            [(self._rule_of_term[k], v) for k, v in self._constraining["daddr"]],
+            self._as_rules(self._free["daddr"]),
+        )
 
     def marked(self, flows: list[Flow]) -> list[_Marked]:
         return [(flow, self.rules_for(flow.cube)) for flow in flows]
 
     def rules_for(self, cube: Cube) -> int:
         key = cube.shape_key()
-        found = self._rules_by_shape.get(key)
+        rules = self._rules_by_shape.get(key)
+        if rules is None:
+            rules = self._rules_by_shape[key] = self._rules_admitting(cube.shape())
+        if rules:
+            # The addresses narrow it further (per flow: addresses, unlike shapes, rarely
+            # recur). A per-address allow list of thousands of rules is then walked by the
+            # few rules naming each piece's addresses.
+            rules &= self._saddr.meeting(cube.saddr) & self._daddr.meeting(cube.daddr)
+        return rules
+
+    def _as_rules(self, terms: int) -> int:
+        """Term bits to rule bits: a rule's bit is set when any of its terms' is."""
+        if self._one_term_each or not terms:
+            return terms
+        rules = 0
+        while terms:
+            low = terms & -terms
+            rules |= 1 << self._rule_of_term[low.bit_length() - 1]
+            terms ^= low
+        return rules
+
+    def _rules_admitting(self, shape: Cube) -> int:
+        """Bit i set when some packet of ``shape`` may match rule i (any arm, sure or possible
+        term): a packet that a rule cannot match whatever its addresses, it cannot match.
+
+        A term admits the shape when every field it constrains meets the shape's value there
+        (what ``Cube.intersect`` decides). Per field, the rules with a term meeting the shape's
+        value there are worked out once per (field, value) (values recur across shapes far more
+        than whole shapes do); a rule admitted by every field may still have no single term
+        admitted by all (a rule of several terms): a bit too many, which costs a test, never
+        an answer.
+        """
+        bits = -1
+        for name in FIELDS:
+            bits &= self._rules_meeting(name, getattr(shape, name))
+            if not bits:
+                return 0
+        return bits
+
+    def _rules_meeting(self, name: str, value: Any) -> int:
+        key = (name, value)
+        found = self._terms_by_value.get(key)
         if found is None:
-            found = self._rules_by_shape[key] = _rules_admitting(self._chain, cube.shape())
+            found = self._free[name]
+            if type(value) is IntervalSet:
+                ranges = self._ranges.get(name)
+                if ranges is None:
+                    ranges = self._ranges[name] = _RangeIndex(
+                        [(k, wanted.intervals) for k, wanted in self._constraining[name]]
+                    )
+                found |= ranges.meeting(value.intervals)
+            else:
+                for k, wanted in self._constraining[name]:
+                    if not is_empty_value(value & wanted):
+                        found |= 1 << k
+            found = self._terms_by_value[key] = self._as_rules(found)
         return found
 
 
-def _rules_admitting(chain: Chain, shape: Cube) -> int:
-    """Bit i set when some packet of ``shape`` may match rule i (any arm, sure or possible
-    term): a packet that a rule cannot match whatever its addresses, it cannot match."""
-    bits = 0
-    for i, rule in enumerate(chain.rules):
-        terms = [t for arm in rule.arms for t in (*arm.condition.sure, *arm.condition.possible)]
-        if any(shape.intersect(term) is not None for term in terms):
-            bits |= 1 << i
-    return bits
+class _AddressIndex:
+    """The rules (some term of) an address set may meet: exact for one span per family, and
+    for a set of several spans those meeting its hull (a superset: the index only skips rules
+    that cannot match, so trying one that does not is merely work)."""
+
+    def __init__(self, constraining: list[tuple[int, Any]], free: int) -> None:
+        self._free = free
+        self._v4 = _RangeIndex([(k, value.v4) for k, value in constraining])
+        self._v6 = _RangeIndex([(k, value.v6) for k, value in constraining])
+
+    def meeting(self, value: AddressSet) -> int:
+        found = self._free
+        if value.v4:
+            found |= self._v4.meeting(((value.v4[0][0], value.v4[-1][1]),))
+        if value.v6:
+            found |= self._v6.meeting(((value.v6[0][0], value.v6[-1][1]),))
+        return found
+
+
+class _RangeIndex:
+    """Which terms' integer sets (ports, protocols, ICMP types) meet a given set, by
+    elementary segments: the term bounds cut the line into segments, each covered by a fixed
+    set of terms (a bit each), and a range of segments is answered by a sparse table of ORs.
+    Building it is O(T log T); each question costs two bisections and an OR per span, where
+    trying every term cost T set intersections (a chain of overlapping port ranges meets
+    thousands of fragmented port sets)."""
+
+    def __init__(self, constraining: list[tuple[int, tuple[tuple[int, int], ...]]]) -> None:
+        # Bit k's spans (several terms may share a bit: a rule's) may overlap: count them.
+        events: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        for k, spans in constraining:
+            for lo, hi in spans:
+                events[lo].append((k, 1))
+                events[hi + 1].append((k, -1))
+        self._starts = sorted(events.keys() | {0})
+        covering: list[int] = []
+        open_spans: dict[int, int] = defaultdict(int)
+        active = 0
+        for start in self._starts:
+            for k, change in events.get(start, ()):
+                open_spans[k] += change
+                if open_spans[k]:
+                    active |= 1 << k
+                else:
+                    active &= ~(1 << k)
+            covering.append(active)
+        self._table = [covering]
+        width = 1
+        while width * 2 <= len(covering):
+            below = self._table[-1]
+            self._table.append([below[i] | below[i + width] for i in range(len(below) - width)])
+            width *= 2
+
+    def meeting(self, spans: tuple[tuple[int, int], ...]) -> int:
+        found = 0
+        starts, table = self._starts, self._table
+        for lo, hi in spans:
+            first = bisect_right(starts, lo) - 1
+            last = bisect_right(starts, hi) - 1
+            level = (last - first + 1).bit_length() - 1
+            row = table[level]
+            found |= row[first] | row[last - (1 << level) + 1]
+        return found
 
 
 class Firewall:
     """One host's compiled ruleset. ``Firewall.unknown()`` stands for a ruleset not collected."""
 
-    def __init__(self, ruleset: Ruleset | None) -> None:
+    def __init__(self, ruleset: Ruleset | None, budget: Budget | None = None) -> None:
         self._ruleset = ruleset
+        #: The limit of each hook evaluation (see ``Budget``).
+        self.budget = DEFAULT_BUDGET if budget is None else budget
         self._hooks: dict[Hook, list[Chain]] = defaultdict(list)
         #: evaluate() answers by (hook, space): the ruleset never changes once compiled, and
         #: checks ask the same question of every host sharing it (default-deny, say).
@@ -249,8 +457,12 @@ class Firewall:
                 chains.sort(key=lambda c: c.prio)
 
     @classmethod
-    def from_nft_json(cls, doc: Mapping[str, Any]) -> Firewall:
-        return cls(parse_ruleset(doc))
+    def from_nft_json(cls, doc: Mapping[str, Any], budget: Budget | None = None) -> Firewall:
+        return cls(parse_ruleset(doc), budget)
+
+    def with_budget(self, budget: Budget) -> Firewall:
+        """The same compiled rule set under another budget (nothing memoised is shared)."""
+        return Firewall(self._ruleset, budget)
 
     @classmethod
     def unknown(cls) -> Firewall:
@@ -339,12 +551,13 @@ class Firewall:
             return _unknown_verdicts(flows)
         dropped: list[tuple[Verdict, Flow]] = []
         flows = _with_hook_devices(hook, flows)
+        meter = _Meter(self.budget, hook)
         for chain in self._hooks.get(hook, []):
             passing: list[Flow] = []
             for flow in flows:
                 inside, outside = _applicable(chain, flow)
                 passing += outside
-                for ending in self._run_base_chain(chain, inside):
+                for ending in self._run_base_chain(chain, inside, meter):
                     if ending.verdict is Verdict.DROP:
                         dropped.append((Verdict.DROP, ending.flow.decided(ending.decision)))
                     else:
@@ -352,10 +565,10 @@ class Firewall:
             flows = passing
         return dropped + [(Verdict.ACCEPT, f) for f in flows]
 
-    def _run_base_chain(self, chain: Chain, flows: list[Flow]) -> list[_Ending]:
+    def _run_base_chain(self, chain: Chain, flows: list[Flow], meter: _Meter) -> list[_Ending]:
         if not flows:
             return []
-        walk = _Walk()
+        walk = _Walk(meter)
         self._run_chain(chain, flows, 0, walk)
         policy = Decision(f"{chain.ref} policy", f"policy {chain.policy}")
         verdict = Verdict.DROP if chain.policy == "drop" else Verdict.ACCEPT
@@ -364,8 +577,12 @@ class Firewall:
     def _run_chain(self, chain: Chain, flows: list[Flow], depth: int, walk: _Walk) -> None:
         index = self._index_of(chain)
         live = index.marked(flows)
+        meter = walk.meter
         for position, rule in enumerate(chain.rules):
             if not live:
+                return
+            if meter.exhausted():
+                _cut(rule, [flow for flow, _ in live], meter, walk)
                 return
             live = self._apply_rule(rule, 1 << position, index, live, depth=depth, walk=walk)
         walk.returned += [flow for flow, _ in live]
@@ -389,6 +606,7 @@ class Firewall:
     ) -> list[_Marked]:
         going_on: list[_Marked] = []
         remaining = flows
+        tests = produced = 0
         for arm in rule.arms:
             not_matched: list[_Marked] = []
             only = arm.condition.single_term()
@@ -398,6 +616,7 @@ class Firewall:
                     # Not a rule for packets of this flow's shape: it goes on untouched.
                     not_matched.append(marked)
                     continue
+                tests += 1
                 if only is not None:
                     # Most rules are one exact term, and do not apply to most flows: one
                     # intersection decides it, and is the matched part when it does apply.
@@ -415,6 +634,7 @@ class Firewall:
                     # The usual case, the rule does not apply: ``never`` is the cube itself.
                     not_matched.append(marked)
                     continue
+                produced += len(never) + len(sure) + len(maybe)
                 not_matched += index.marked([flow.narrowed(c) for c in never])
                 unsure: list[Flow] = []
                 if maybe:
@@ -425,6 +645,9 @@ class Firewall:
                 taken = [flow.narrowed(c) for c in sure] + unsure
                 going_on += index.marked(self._take(rule, arm, taken, depth, walk))
             remaining = not_matched
+        meter = walk.meter
+        meter.tests += tests
+        meter.cubes += produced
         return going_on + remaining
 
     def _take(self, rule: Rule, arm: Arm, flows: list[Flow], depth: int, walk: _Walk) -> list[Flow]:
@@ -457,7 +680,7 @@ class Firewall:
             for verdict in Verdict:
                 walk.endings += [_Ending(f.doubtful(doubt), verdict, decision) for f in flows]
             return []
-        inner = _Walk()
+        inner = _Walk(walk.meter)
         self._run_chain(target, flows, depth + 1, inner)
         walk.endings += inner.endings
         if arm.action is Action.JUMP:
@@ -483,6 +706,17 @@ _HOOK_DEVICES = {
     Hook.OUTPUT: Constraint({"iif": _NO_DEVICE, "oif": _SOME_DEVICE}),
     Hook.POSTROUTING: Constraint({"oif": _SOME_DEVICE}),
 }
+
+
+def _cut(rule: Rule, flows: list[Flow], meter: _Meter, walk: _Walk) -> None:
+    """The budget is spent before ``rule``: the flows not decided yet may be accepted and may
+    be dropped (both uncertain, with the reason), never decided certainly. In a called chain
+    they end here too: the callers cut their own flows at their next rule."""
+    reason = meter.cut or "evaluation budget exceeded; the rest is uncertain"
+    decision = Decision(f"{rule.ref} (budget)", f"not evaluated from {rule.ref} on: {reason}")
+    doubtful = [f.doubtful(reason) for f in flows]
+    for verdict in Verdict:
+        walk.endings += [_Ending(f, verdict, decision) for f in doubtful]
 
 
 def _with_hook_devices(hook: Hook, flows: list[Flow]) -> list[Flow]:

@@ -48,6 +48,11 @@ def _is_empty(value: Any) -> bool:
     return not value if type(value) is frozenset else bool(value.is_empty())
 
 
+def is_empty_value(value: Any) -> bool:
+    """Is a field's value set (of any of the field types) empty?"""
+    return _is_empty(value)
+
+
 def _same(before: Any, after: Any) -> bool:
     """Is ``after`` (a subset of ``before``) still all of it? Cheap: identity, or a size."""
     if after is before:
