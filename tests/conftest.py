@@ -37,6 +37,7 @@ SCENARIO_ORDER = [
     "logging-off",
     "rogue-device",
     "hostile-host",
+    "proc-via-sending",
 ]
 
 # `make test` must give the same answer on every run: by default every property and fuzz test

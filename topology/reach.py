@@ -9,6 +9,8 @@ their original form and certainty) that shrink at every hop:
   gateway arrives at the host owning the gateway's address;
 * at a host: prerouting (dnat), then input when the destination is local, else forwarding
   (if enabled for the family), route lookup, forward hook, postrouting (snat, masquerade);
+  a packet a collected host accepts on input over one of the query's ``local_over`` segments
+  is delivered there and goes no further, whichever of the host's addresses it was sent to;
 * a host whose facts were not collected may forward anything to any of its segments, and an
   unknown gateway may send anything anywhere: such paths are marked uncertain.
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import weakref
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import lru_cache
@@ -168,6 +170,8 @@ class _Search:
     destinations: AddressSet
     to_input: bool
     local_only: bool = False
+    #: Segments over which an input delivery is local to the receiving host (see ``reach``).
+    local_over: frozenset[str] = frozenset()
     queue: deque[_Item] = field(default_factory=deque)
     visited: dict[tuple[str, str | None], list[Cube]] = field(default_factory=dict)
     paths: list[ReachPath] = field(default_factory=list)
@@ -282,6 +286,12 @@ class _Search:
     def deliver_input(
         self, host: HostModel, item: _Item, flows: list[Flow], pre_rules: _Rules
     ) -> None:
+        if item.segment in self.local_over:
+            # Delivered to this host's own address (Linux accepts a packet for any of its
+            # addresses on any interface): it ends here, on no segment but the one it came
+            # over, even when that address belongs to another segment's prefix. Only
+            # collected hosts come here; an uncollected one stays uncertain (arrive_unknown).
+            return
         for rules, accepted in _run(host, Hook.INPUT, flows):
             hop = _hop(host.name, item.segment, Direction.INPUT, _joined(pre_rules, rules))
             self.reach((*item.hops, hop), accepted)
@@ -585,6 +595,7 @@ def reach(
     space: PacketSpace | None = None,
     *,
     to_input: bool = False,
+    local_over: Collection[str] = (),
     max_paths: int = 16,
 ) -> ReachResult:
     """Which new connections from ``source`` reach an address in ``destinations``.
@@ -594,6 +605,16 @@ def reach(
     reached when a packet is put on a segment where its destination address is on-link, or is
     accepted by the input hook of a host owning it; with ``to_input`` an on-link delivery to a
     host in the graph counts only once that host's input accepts it.
+
+    ``local_over`` names segments whose wire is not part of what is asked about (the protected
+    networks, when the question is "does it get outside"). A packet that arrives over one of
+    them at a collected host owning its (possibly translated) destination is delivered locally
+    there, and does not reach the destination even when that address is in ``destinations``:
+    Linux accepts a packet for any of its addresses on any interface, so the packet never
+    crosses the segment the address belongs to. Reaching such an address still counts when
+    the packet is put on that address's own segment, or arrives over any segment not named
+    (an external network crossed, an unmapped segment), or at a host whose facts were not
+    collected (uncertain, as before).
     """
     host = topology.hosts[source]
     destinations = AddressSet.coerce(destinations)
@@ -606,7 +627,7 @@ def reach(
         start = start.where(daddr=destinations)
     # A host's own addresses are not a network path.
     start = start.subtract(PacketSpace.everything().where(daddr=host.local_addresses | LOOPBACK))
-    search = _Search(topology, destinations, to_input)
+    search = _Search(topology, destinations, to_input, local_over=frozenset(local_over))
     search.notes += [f"{source}: {n}" for n in host.notes]
     flows = tuple(Flow.start(c) for c in start)
     search.queue.append(_Item(source, None, None, flows, ()))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from auditor.domain.facts import HostFacts
 from auditor.domain.findings import Hop, HopDirection, Judgement, Status
-from auditor.domain.inventory import Role
+from auditor.domain.inventory import Role, Zone
 from policies.context import AuditContext
 from policies.empirical import EgressObservation
 from policies.support.common import Outcome, combine, missing_parts
@@ -78,6 +78,16 @@ def external_addresses(ctx: AuditContext) -> AddressSet:
     )
 
 
+def inside_segments(ctx: AuditContext) -> frozenset[str]:
+    """The segments whose wire is inside the certified area: the protected networks and the
+    tunnels running over one. A packet delivered to a host over one of them has not crossed
+    an external link, whichever of that host's addresses it was sent to. Unmapped segments
+    and tunnels over an external, office or undeclared network are not among them."""
+    if ctx.topology is None:
+        return frozenset()
+    return frozenset(name for name, s in ctx.topology.segments.items() if s.zone is Zone.PROTECTED)
+
+
 def _no_model(ctx: AuditContext, host: str) -> Side | None:
     if ctx.topology is None:
         detail = f"the topology could not be built: {ctx.topology_error or 'unknown reason'}"
@@ -135,7 +145,9 @@ def model_outbound(ctx: AuditContext, host: str) -> Side:
     if unavailable is not None:
         return unavailable
     assert ctx.topology is not None
-    result = reach(ctx.topology, host, external_addresses(ctx))
+    # Delivered over a protected segment to a host's own address on an external network, a
+    # packet stays on that host (docs/controls.md, "What counts as outside").
+    result = reach(ctx.topology, host, external_addresses(ctx), local_over=inside_segments(ctx))
     judgement, hops = _from_reach(
         result,
         f"new connections from {host} reach external networks",
