@@ -62,12 +62,7 @@ def default_via(network: str, octet: int, device: str) -> list[Route]:
 
 def send_srv_forwarding() -> HostFacts:
     """send-srv with forwarding on and a forward chain accepting everything."""
-    ifaces = [
-        lab.interface("eth0", "line-send", 20),
-        lab.interface("eth1", "carrier-out", 20),
-        lab.tunnel_interface("wg-out", 20),
-    ]
-    return lab.facts("send-srv", "open", ifaces, forwarding=True)
+    return lab.send_srv("open", forwarding=True)
 
 
 # -- proc-egress-only-via-gateways -------------------------------------------------------------

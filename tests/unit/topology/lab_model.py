@@ -195,13 +195,15 @@ def proc_srv(*, office: bool = False, routes: list[Route] | None = None) -> Host
     return facts("proc-srv", "open", ifaces, extra_routes=routes)
 
 
-def send_srv(nft: str = "send-srv", listeners: list[Listener] | None = None) -> HostFacts:
+def send_srv(
+    nft: str = "send-srv", listeners: list[Listener] | None = None, *, forwarding: bool = False
+) -> HostFacts:
     ifaces = [
         interface("eth0", "line-send", 20),
         interface("eth1", "carrier-out", 20),
         tunnel_interface("wg-out", 20),
     ]
-    return facts("send-srv", nft, ifaces, listeners=listeners)
+    return facts("send-srv", nft, ifaces, listeners=listeners, forwarding=forwarding)
 
 
 def office_gw(*, forwarding: bool = True) -> HostFacts:

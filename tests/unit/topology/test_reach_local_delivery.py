@@ -37,12 +37,7 @@ def via_send_srv() -> list[Route]:
 
 def send_srv_forwarding() -> HostFacts:
     """send-srv routing: forwarding on and a forward chain that accepts everything."""
-    ifaces = [
-        lab.interface("eth0", "line-send", 20),
-        lab.interface("eth1", "carrier-out", 20),
-        lab.tunnel_interface("wg-out", 20),
-    ]
-    return lab.facts("send-srv", "open", ifaces, forwarding=True)
+    return lab.send_srv("open", forwarding=True)
 
 
 def build(*facts: HostFacts, extra: dict[str, dict[str, int]] | None = None) -> Topology:
