@@ -10,25 +10,13 @@ import shlex
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from auditor.cli import watch as watch_cli
 from auditor.watch.schedule import parse_cron
+from tests.unit.watch.watch_helpers import watch_app
 
 DEPLOY = Path(__file__).parents[3] / "deploy"
 runner = CliRunner()
-
-
-def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """A group, as auditor's own app is."""
-
-    watch_cli.register(app)
-    return app
 
 
 def _defaults() -> dict[str, str]:
@@ -45,7 +33,7 @@ def _accepted(argv: list[str]) -> None:
     args = [
         a.replace("/etc/auditor/inventory.yaml", "/nonexistent/inventory.yaml") for a in argv[1:]
     ]
-    result = runner.invoke(_app(), args)
+    result = runner.invoke(watch_app(), args)
     assert result.exit_code == 3, result.output
     assert "no such inventory file" in result.output
 

@@ -8,34 +8,26 @@ import subprocess
 import sys
 from pathlib import Path
 
-import typer
 from typer.testing import CliRunner
 
-from auditor.cli import watch as watch_cli
 from auditor.watch.state import RunState, StateDir
 from auditor.watch.watcher import Watcher
 from tests.unit.watch.recorded_runs import LAB_HOSTS, opened_recv_srv, recorded_facts, write_run
-from tests.unit.watch.watch_helpers import ScriptedAudit, baseline_findings, opened_findings
+from tests.unit.watch.watch_helpers import (
+    ScriptedAudit,
+    baseline_findings,
+    opened_findings,
+    watch_app,
+)
 
 INVENTORY = Path(__file__).parents[2] / "data" / "inventory" / "lab.yaml"
 runner = CliRunner()
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """A group, as auditor's own app is."""
-
-    watch_cli.register(app)
-    return app
-
-
 def test_watch_needs_exactly_one_schedule(tmp_path: Path) -> None:
     base = ["watch", "--inventory", str(INVENTORY), "--state", str(tmp_path)]
     for extra in ([], ["--every", "1m", "--once"], ["--every", "1m", "--cron", "* * * * *"]):
-        result = runner.invoke(_app(), base + extra)
+        result = runner.invoke(watch_app(), base + extra)
         assert result.exit_code == 3, result.output
         assert "exactly one of" in result.output
 
@@ -50,11 +42,11 @@ def test_watch_refuses_bad_values(tmp_path: Path) -> None:
         (["--once", "--keep", "0"], "at least one"),
     ]
     for extra, message in cases:
-        result = runner.invoke(_app(), base + extra)
+        result = runner.invoke(watch_app(), base + extra)
         assert result.exit_code == 3, (extra, result.output)
         assert message in result.output, (extra, result.output)
     missing = runner.invoke(
-        _app(),
+        watch_app(),
         ["watch", "--inventory", str(tmp_path / "nope.yaml"), "--state", str(tmp_path), "--once"],
     )
     assert missing.exit_code == 3 and "no such inventory" in missing.output
@@ -71,33 +63,33 @@ def _three_runs(state: Path) -> list[str]:
 
 def test_history_json_and_table(tmp_path: Path) -> None:
     ids = _three_runs(tmp_path)
-    result = runner.invoke(_app(), ["history", "--state", str(tmp_path), "--json"])
+    result = runner.invoke(watch_app(), ["history", "--state", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert [r["id"] for r in rows] == ids
     assert [r["changes"] for r in rows] == [0, 1, 1]
     assert rows[1]["counts"] == {"pass": 2, "fail": 1, "inconclusive": 0, "not-applicable": 0}
     assert all(r["state"] == "finished" for r in rows)
-    table = runner.invoke(_app(), ["history", "--state", str(tmp_path)])
+    table = runner.invoke(watch_app(), ["history", "--state", str(tmp_path)])
     assert table.exit_code == 0
     assert all(i in table.output for i in ids), table.output
-    assert runner.invoke(_app(), ["history", "--state", str(tmp_path / "x")]).exit_code == 3
+    assert runner.invoke(watch_app(), ["history", "--state", str(tmp_path / "x")]).exit_code == 3
 
 
 def test_diff_text_and_json(tmp_path: Path) -> None:
     base = {h: recorded_facts(h) for h in LAB_HOSTS}
     write_run(tmp_path / "runs" / "r1", baseline_findings(), base)
     write_run(tmp_path / "runs" / "r2", opened_findings(), {**base, "recv-srv": opened_recv_srv()})
-    text = runner.invoke(_app(), ["diff", "r1", "r2", "--state", str(tmp_path)])
+    text = runner.invoke(watch_app(), ["diff", "r1", "r2", "--state", str(tmp_path)])
     assert text.exit_code == 0, text.output
     assert "recv-no-outbound" in text.output
     assert "+ path appeared [model] recv-no-outbound recv-srv:" in text.output
     assert "+ edge appeared [reach] host:recv-srv → network:carrier-in" in text.output
-    as_json = runner.invoke(_app(), ["diff", "r1", "r2", "--state", str(tmp_path), "--json"])
+    as_json = runner.invoke(watch_app(), ["diff", "r1", "r2", "--state", str(tmp_path), "--json"])
     document = json.loads(as_json.output)
     assert document["verdicts"][0]["from"] == "pass" and document["verdicts"][0]["to"] == "fail"
     assert {p["source"] for p in document["paths"]} == {"finding", "model"}
-    missing = runner.invoke(_app(), ["diff", "r1", "zz", "--state", str(tmp_path)])
+    missing = runner.invoke(watch_app(), ["diff", "r1", "zz", "--state", str(tmp_path)])
     assert missing.exit_code == 3 and "no such run" in missing.output
 
 

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from auditor.cli import watch as watch_cli
@@ -23,6 +22,7 @@ from tests.unit.watch.watch_helpers import (
     baseline_findings,
     document,
     opened_findings,
+    watch_app,
 )
 
 INVENTORY = Path(__file__).parents[2] / "data" / "inventory" / "lab.yaml"
@@ -102,17 +102,6 @@ def test_a_library_error_quoting_the_url_is_scrubbed(monkeypatch: pytest.MonkeyP
     _assert_no_secret(delivery.describe())
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """A group, as auditor's own app is."""
-
-    watch_cli.register(app)
-    return app
-
-
 @pytest.mark.parametrize("source", ["env", "file"])
 def test_watch_takes_the_url_from_env_or_file_and_never_stores_it(
     tmp_path: Path,
@@ -135,8 +124,8 @@ def test_watch_takes_the_url_from_env_or_file_and_never_stores_it(
         state = tmp_path / "state"
         base = ["watch", "--inventory", str(INVENTORY), "--state", str(state), "--once"]
         with caplog.at_level(logging.INFO):
-            first = runner.invoke(_app(), base + option)
-            second = runner.invoke(_app(), [*base, *option, "--webhook-retries", "1"])
+            first = runner.invoke(watch_app(), base + option)
+            second = runner.invoke(watch_app(), [*base, *option, "--webhook-retries", "1"])
     finally:
         receiver.close()
     assert first.exit_code == 0, first.output
@@ -163,7 +152,7 @@ def test_webhook_sources_that_give_nothing_are_refused(
         (["--webhook-file", str(empty)], "empty.url: no URL in it"),
     ]
     for extra, message in cases:
-        result = runner.invoke(_app(), base + extra)
+        result = runner.invoke(watch_app(), base + extra)
         assert result.exit_code == 3, (extra, result.output)
         assert message in result.output, (extra, result.output)
 

@@ -8,6 +8,9 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import typer
+
+from auditor.cli import watch as watch_cli
 from auditor.domain.findings import Finding, FindingsDocument, Hop, RunInfo, Status, write_findings
 
 T0 = datetime(2025, 4, 1, 9, 0, tzinfo=UTC)
@@ -123,3 +126,15 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def watch_app() -> typer.Typer:
+    """The watch, history and diff commands under a group, as auditor's own app has them."""
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """A group, as auditor's own app is."""
+
+    watch_cli.register(app)
+    return app
