@@ -680,8 +680,10 @@ __all__ = [
 ]
 
 
+_PROTOCOL_LOGIN_RULE = _value_substitution(_PROTOCOL_LOGIN, _kind("password"))
+
+
 def redact_flow_sample(text: str) -> str:
     """A captured flow's sample (the first bytes of a cleartext protocol), redacted as any
     collected text and also of the protocols' own login commands."""
-    redacted = redact_text(text)[0]
-    return _value_substitution(_PROTOCOL_LOGIN, _kind("password"))(redacted, Counter())
+    return _PROTOCOL_LOGIN_RULE(redact_text(text)[0], Counter())
