@@ -26,7 +26,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cache
 from time import monotonic
@@ -448,6 +448,7 @@ class Firewall:
         self._evaluated: dict[tuple[Hook, PacketSpace], list[Outcome]] = {}
         self._has_nat: dict[Hook, bool] = {}
         self._indexes: dict[tuple[str, str, str], _ChainIndex] = {}
+        self._without: dict[str, Firewall | None] = {}
         if ruleset is not None:
             for chain in ruleset.chains.values():
                 if chain.is_base and chain.family in _FAMILY_OF_TABLE and chain.hook in set(Hook):
@@ -467,6 +468,25 @@ class Firewall:
     @classmethod
     def unknown(cls) -> Firewall:
         return cls(None)
+
+    def without(self, ref: str) -> Firewall | None:
+        """The same rule set less the rule ``ref`` names ("inet filter/input/12"), or with the
+        drop policy of the base chain ``ref`` names ("inet filter/input policy") turned to
+        accept: what the host would do had that one barrier never been written. None when the
+        rule set has no such rule or drop policy (a budget cut, no rule set collected).
+
+        Kept per ref: hosts sharing a compiled rule set share the result too, and the chains
+        left as they were keep the indexes built already."""
+        if ref in self._without:
+            return self._without[ref]
+        changed = None if self._ruleset is None else _ruleset_without(self._ruleset, ref)
+        derived = None
+        if changed is not None:
+            ruleset, key = changed
+            derived = Firewall(ruleset, self.budget)
+            derived._indexes = {k: v for k, v in self._indexes.items() if k != key}
+        self._without[ref] = derived
+        return derived
 
     @property
     def known(self) -> bool:
@@ -717,6 +737,25 @@ def _cut(rule: Rule, flows: list[Flow], meter: _Meter, walk: _Walk) -> None:
     doubtful = [f.doubtful(reason) for f in flows]
     for verdict in Verdict:
         walk.endings += [_Ending(f, verdict, decision) for f in doubtful]
+
+
+def _ruleset_without(ruleset: Ruleset, ref: str) -> tuple[Ruleset, tuple[str, str, str]] | None:
+    """``ruleset`` with one rule removed or one drop policy turned to accept (see
+    ``Firewall.without``), and the key of the chain changed; None when ``ref`` names neither."""
+    for key, chain in ruleset.chains.items():
+        if ref == f"{chain.ref} policy":
+            if not chain.is_base or chain.policy != "drop":
+                return None
+            changed = replace(chain, policy="accept")
+        else:
+            kept = tuple(rule for rule in chain.rules if rule.ref != ref)
+            if len(kept) == len(chain.rules):
+                continue
+            changed = replace(chain, rules=kept)
+        chains = dict(ruleset.chains)
+        chains[key] = changed
+        return Ruleset(chains, list(ruleset.problems)), key
+    return None
 
 
 def _with_hook_devices(hook: Hook, flows: list[Flow]) -> list[Flow]:

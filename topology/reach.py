@@ -32,7 +32,7 @@ from netaddr import IPAddress, IPSet
 
 from auditor.domain.facts import Listener
 from topology.fields import NO_DEVICE, NameSet, describe_ipset, ports, protos
-from topology.firewall import Flow, Hook, Verdict, apply_redirect, apply_source_nat
+from topology.firewall import Decision, Flow, Hook, Verdict, apply_redirect, apply_source_nat
 from topology.graph import LOOPBACK, HostModel, RouteEntry, Topology
 from topology.intervals import V4_ALL, AddressSet
 from topology.space import Constraint, Cube, PacketSpace, split
@@ -81,12 +81,27 @@ class ReachPath:
 
 
 @dataclass(frozen=True)
+class DropPoint:
+    """A rule (or a base chain's policy) that dropped or rejected some of a search's packets.
+
+    Only a rule met this way can hold a no-path answer alone (topology.defence): packets a
+    rule never saw in the search are not stopped by it."""
+
+    host: str
+    hook: Hook
+    ref: str  #: "inet filter/input/12", or "inet filter/input policy"
+    text: str  #: the rule's text, or "policy drop"
+
+
+@dataclass(frozen=True)
 class ReachResult:
     reachable: Reachability
     reached: PacketSpace  #: source packet classes that certainly get there
     maybe_reached: PacketSpace  #: those that get there only over uncertain paths
     paths: tuple[ReachPath, ...]
     notes: tuple[str, ...] = ()
+    #: every drop decision the search met, once per (host, rule), in the order met
+    drops: tuple[DropPoint, ...] = ()
 
     def summary(self) -> list[str]:
         """One line per reaching packet class: family, protocols, ports, destinations."""
@@ -153,6 +168,17 @@ class SegmentIndex:
             ]
         return self._forwarders[segment]
 
+    def share_with(self, derived: Topology) -> None:
+        """Give ``derived`` (this topology with one host's firewall less a drop) what is
+        known already. Removing a drop never adds NAT and never changes forwarding flags, so
+        every answer stays right for it, or (a NAT host that no longer translates) merely
+        sends the search one host further for nothing."""
+        index = SegmentIndex(derived)
+        index._nat = self._nat
+        index._forwarders = self._forwarders
+        index._any_dnat = self._any_dnat
+        _INDEXES[derived] = index
+
 
 _INDEXES: weakref.WeakKeyDictionary[Topology, SegmentIndex] = weakref.WeakKeyDictionary()
 
@@ -177,6 +203,10 @@ class _Search:
     paths: list[ReachPath] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     visits: int = 0
+    drops: dict[tuple[str, str], DropPoint] = field(default_factory=dict)
+    #: An input delivery reaches a destination only over the segment holding its address
+    #: (see ``reach_from_segment``'s ``on_the_wire``).
+    on_the_wire: bool = False
 
     @property
     def index(self) -> SegmentIndex:
@@ -237,7 +267,14 @@ class _Search:
             maybe_reached=maybe.simplified(),
             paths=tuple(ordered[:max_paths]),
             notes=tuple(dict.fromkeys(self.notes)),
+            drops=tuple(self.drops.values()),
         )
+
+    def run_hook(
+        self, host: HostModel, hook: Hook, flows: list[Flow]
+    ) -> list[tuple[_Rules, list[Flow]]]:
+        """The accepted flows of a hook (see ``_run``), noting every drop decision met."""
+        return _run(host, hook, flows, self.drops)
 
     # -- the search --------------------------------------------------------------------------
     def run(self) -> None:
@@ -261,7 +298,7 @@ class _Search:
         """A new connection leaves its source: route, output, postrouting."""
         for entry_flows, entry, hops in self.route(host, item.flows, item.hops):
             out = _with_devices(entry_flows, iif=NO_DEVICE, oif=self._device(host, entry))
-            for rules, accepted in _run(host, Hook.OUTPUT, out):
+            for rules, accepted in self.run_hook(host, Hook.OUTPUT, out):
                 nat_doubt = [
                     f.doubtful("output dnat: the route is not recomputed") if f.nat else f
                     for f in accepted
@@ -276,7 +313,7 @@ class _Search:
             return
         iif = item.interface or _unknown_interface(host)
         arriving = _with_devices(fresh, iif=iif, oif=NO_DEVICE)
-        for pre_rules, accepted in _run(host, Hook.PREROUTING, arriving):
+        for pre_rules, accepted in self.run_hook(host, Hook.PREROUTING, arriving):
             redirected = [_redirected(host, item.segment, f) for f in accepted]
             local, transit = _split_local(host, redirected)
             self.deliver_input(host, item, local, pre_rules)
@@ -292,7 +329,11 @@ class _Search:
             # over, even when that address belongs to another segment's prefix. Only
             # collected hosts come here; an uncollected one stays uncertain (arrive_unknown).
             return
-        for rules, accepted in _run(host, Hook.INPUT, flows):
+        if self.on_the_wire and item.segment is not None:
+            flows = _restrict(
+                flows, Constraint({"daddr": self.topology.segment_addresses(item.segment)})
+            )
+        for rules, accepted in self.run_hook(host, Hook.INPUT, flows):
             hop = _hop(host.name, item.segment, Direction.INPUT, _joined(pre_rules, rules))
             self.reach((*item.hops, hop), accepted)
 
@@ -307,7 +348,7 @@ class _Search:
                 oif=self._device(host, entry),
             )
             out = [f for f in out if not f.cube.is_empty()]
-            for rules, accepted in _run(host, Hook.FORWARD, out):
+            for rules, accepted in self.run_hook(host, Hook.FORWARD, out):
                 hop = _hop(
                     host.name,
                     self._segment_of(host, entry),
@@ -369,7 +410,7 @@ class _Search:
                 self.spread(att.segment, flows, hops, sender=host.name)
             return
         segment = self._segment_of(host, entry)
-        for rules, accepted in _run(host, Hook.POSTROUTING, flows):
+        for rules, accepted in self.run_hook(host, Hook.POSTROUTING, flows):
             translated = [_masqueraded(host, segment, f) for f in accepted]
             if rules.texts and hops:
                 last = hops[-1]
@@ -477,18 +518,34 @@ class _Rules:
     refs: tuple[str, ...] = ()
 
 
-def _run(host: HostModel, hook: Hook, flows: list[Flow]) -> list[tuple[_Rules, list[Flow]]]:
-    """Accepted flows of a hook, grouped by the rules that accepted them."""
+def _run(
+    host: HostModel,
+    hook: Hook,
+    flows: list[Flow],
+    drops: dict[tuple[str, str], DropPoint] | None = None,
+) -> list[tuple[_Rules, list[Flow]]]:
+    """Accepted flows of a hook, grouped by the rules that accepted them; the rules that
+    dropped the others go into ``drops`` (the last step of a dropped flow decided it)."""
     if not flows:
         return []
     fresh = [f.reset() for f in flows]
     groups: dict[tuple[str, ...], tuple[_Rules, list[Flow]]] = {}
     for verdict, flow in host.firewall.run_hook(hook, fresh):
         if verdict is not Verdict.ACCEPT:
+            if drops is not None and flow.steps:
+                _note_drop(drops, host.name, hook, flow.steps[-1])
             continue
         rules = _Rules(tuple(s.text for s in flow.steps), tuple(s.ref for s in flow.steps))
         groups.setdefault(rules.refs, (rules, []))[1].append(flow)
     return list(groups.values())
+
+
+def _note_drop(
+    drops: dict[tuple[str, str], DropPoint], host: str, hook: Hook, decision: Decision
+) -> None:
+    key = (host, decision.ref)
+    if key not in drops:
+        drops[key] = DropPoint(host, hook, decision.ref, decision.text)
 
 
 def _joined(first: _Rules, second: _Rules) -> _Rules:
@@ -641,6 +698,69 @@ def reach_segment(
     return reach(topology, source, topology.segment_addresses(segment), space)
 
 
+#: The name a path gives to the unknown device that opens a connection from a segment.
+ANY_DEVICE = "(any device)"
+
+
+def reach_from_segment(
+    topology: Topology,
+    segment: str,
+    destinations: AddressSet | IPSet,
+    space: PacketSpace | None = None,
+    *,
+    to_input: bool = False,
+    on_the_wire: bool = False,
+    max_paths: int = 16,
+) -> ReachResult:
+    """Which new connections a device on ``segment`` that is not in the inventory (a laptop
+    plugged in, a compromised appliance) can open to an address in ``destinations``.
+
+    Its source addresses are the segment's, less those of the hosts the inventory places
+    there; its routes are unknown, so it may send on-link or through any host of the segment
+    that may forward (as for a host whose routes were not collected, but certain: every host
+    it passes judges the packets with its own rules). A destination on the segment itself is
+    reached on the wire unless ``to_input`` asks for the owner's input to accept.
+
+    ``on_the_wire`` asks which *networks* the device gets into rather than which hosts: a
+    host's input accepting a packet for one of its addresses counts only when the packet
+    arrived over the segment that holds that address. A host on the device's own segment
+    accepting a packet for its address on another network (Linux accepts it on any
+    interface) has then let the device reach the host, not that network.
+    """
+    prefix = topology.segment_addresses(segment)
+    members = AddressSet.of()
+    for name in topology.members(segment):
+        members = members | topology.hosts[name].addresses_on(segment)
+    destinations = AddressSet.coerce(destinations)
+    start = _default_space(space).where(ct=frozenset({"new"}), saddr=prefix - members)
+    search = _Search(topology, destinations, to_input, on_the_wire=on_the_wire)
+    flows = [Flow.start(c) for c in start if not c.is_empty()]
+    origin = Step(host=ANY_DEVICE, network=segment, direction=Direction.OUTPUT)
+    search.spread(segment, flows, (origin,), sender="")
+    _send_to_members_own_addresses(search, segment, flows, (origin,))
+    search.run()
+    return search.result(max_paths)
+
+
+def _send_to_members_own_addresses(
+    search: _Search, segment: str, flows: list[Flow], hops: tuple[Step, ...]
+) -> None:
+    """A device may send a packet for any address of a host on its segment to that host's
+    address there (a route via it): the host accepts it for any of its own addresses (Linux's
+    weak host model), whether or not it forwards. Those on the segment's own prefix are
+    delivered on the wire already (spread), and forwarders were given every flow."""
+    topology = search.topology
+    prefix = topology.segment_addresses(segment)
+    forwarders = set(search.index.forwarders(segment))
+    for name in topology.members(segment):
+        if name in forwarders:
+            continue
+        elsewhere = topology.hosts[name].answering_addresses - prefix
+        if elsewhere:
+            owned = _restrict(flows, Constraint({"daddr": elsewhere}))
+            search.enqueue(name, segment, owned, hops, via_gateway=True)
+
+
 def inbound(
     topology: Topology,
     host: str,
@@ -681,6 +801,8 @@ class ListenerExposure:
     listener: Listener
     segment: str
     result: ReachResult
+    #: the new connections asked about (to the listener's port and addresses), to ask again
+    space: PacketSpace = field(default_factory=PacketSpace.empty)
 
 
 def listener_addresses(model: HostModel, listener: Listener) -> AddressSet:
@@ -731,7 +853,7 @@ def _listener_exposure(topology: Topology, host: str) -> list[ListenerExposure] 
         space = _new_connections_to(number, listener.port).where(daddr=addresses)
         for att in model.attachments:
             result = inbound(topology, host, att.segment, space)
-            exposures.append(ListenerExposure(listener, att.segment, result))
+            exposures.append(ListenerExposure(listener, att.segment, result, space))
     return exposures
 
 

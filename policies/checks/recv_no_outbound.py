@@ -15,6 +15,7 @@ from policies.support.paths import (
     Side,
     Wording,
     empirical_egress,
+    joined_no_path,
     model_forwards_outward,
     model_outbound,
     two_sided_outcome,
@@ -26,14 +27,17 @@ def check(ctx: AuditContext, control: Control) -> list[Finding]:
 
 
 def merge_model(own: Side, forwarded: Side) -> Side:
-    """The host's own connections and those it forwards: the worse of the two verdicts."""
+    """The host's own connections and those it forwards: the worse of the two verdicts. A
+    pass rests on the no-path questions of both, examined together for its defence depth."""
     order = [Status.FAIL, Status.INCONCLUSIVE, Status.PASS]
     worst = min((own, forwarded), key=lambda s: order.index(s.judgement.status))
     detail = f"{own.judgement.detail}; {forwarded.judgement.detail}"
+    passed = worst.judgement.status is Status.PASS
     return Side(
         Judgement(status=worst.judgement.status, detail=detail),
         worst.path,
         own.evidence + forwarded.evidence,
+        joined_no_path(own.no_path, forwarded.no_path) if passed else None,
     )
 
 

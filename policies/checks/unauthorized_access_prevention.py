@@ -23,6 +23,7 @@ from policies.context import AuditContext
 from policies.model import Control
 from policies.support.common import Outcome, judge_each
 from policies.support.paths import (
+    NoPath,
     Side,
     Wording,
     fact_error,
@@ -30,10 +31,12 @@ from policies.support.paths import (
     hops_of,
     two_sided_outcome,
 )
+from topology.defence import Question
 from topology.fields import NameSet
 from topology.firewall import Firewall, Hook, Verdict
 from topology.firewall import Outcome as FirewallOutcome
-from topology.reach import Reachability, listener_exposure
+from topology.graph import Topology
+from topology.reach import ListenerExposure, Reachability, ReachResult, inbound, listener_exposure
 from topology.space import PacketSpace
 
 #: The facts the model side rests on.
@@ -103,7 +106,9 @@ def model_side(ctx: AuditContext, host: str) -> Side:
     if unsure:
         return Side(Judgement(status=Status.INCONCLUSIVE, detail="; ".join(unsure)), [], evidence)
     detail = "; ".join([f.detail for f in families] + [exposure.judgement.detail])
-    return Side(Judgement(status=Status.PASS, detail=detail), [], evidence)
+    # The defence depth covers the listener exposure only (the no-path part of the control);
+    # default-deny is a property of one chain, not a path.
+    return Side(Judgement(status=Status.PASS, detail=detail), [], evidence, exposure.no_path)
 
 
 @cache
@@ -170,14 +175,17 @@ def undeclared_exposure(ctx: AuditContext, host: str) -> Side:
     certain: list[str] = []
     uncertain: list[str] = []
     path: list[Hop] = []
+    questions: list[Question] = []
     exposed = 0
     for exposure in exposures:
         result = exposure.result
-        if result.reachable is Reachability.NO:
-            continue
-        exposed += 1
         listener = exposure.listener
         allowed = declared_sources(definition, listener.proto, listener.port)
+        if result.reachable is Reachability.NO:
+            if exposure.segment not in allowed:
+                questions.append(_exposure_question(host, exposure))
+            continue
+        exposed += 1
         if exposure.segment in allowed:
             continue
         text = (
@@ -198,7 +206,21 @@ def undeclared_exposure(ctx: AuditContext, host: str) -> Side:
         detail = "possible undeclared exposure: " + "; ".join(uncertain[:6])
         return Side(Judgement(status=Status.INCONCLUSIVE, detail=detail))
     detail = f"{exposed} listener/segment pair(s) reachable, each declared in the inventory"
-    return Side(Judgement(status=Status.PASS, detail=detail))
+    no_path = NoPath(ctx.topology, tuple(questions)) if questions else None
+    return Side(Judgement(status=Status.PASS, detail=detail), no_path=no_path)
+
+
+def _exposure_question(host: str, exposure: ListenerExposure) -> Question:
+    """ "Can anyone on this segment, for which the inventory declares nothing, open a
+    connection to this listener?" (answered no), to be asked again without one rule."""
+    listener = exposure.listener
+    segment = exposure.segment
+
+    def ask(topology: Topology) -> ReachResult:
+        return inbound(topology, host, segment, exposure.space)
+
+    label = f"{listener.proto}/{listener.port} on {host} from {segment}"
+    return Question(label, ask, exposure.result)
 
 
 # -- probe --------------------------------------------------------------------------------------

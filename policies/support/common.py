@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from auditor.domain.findings import Finding, Hop, Judgement, Status
+from auditor.domain.findings import Defence, Finding, Hop, Judgement, Status
 from auditor.domain.inventory import Role
 from policies.context import AuditContext
 from policies.model import Control, load_framework
@@ -29,6 +29,8 @@ class Outcome:
     disagreement: str | None = None
     path: list[Hop] = field(default_factory=list)
     evidence: list[str] = field(default_factory=list)
+    #: for a model-side pass of a no-path control, the rules holding it (docs/controls.md)
+    defence: Defence | None = None
 
 
 def inconclusive(en: str, ja: str, evidence: Iterable[str] = (), **extra: object) -> Outcome:
@@ -55,6 +57,7 @@ def to_finding(control: Control, subject: str, outcome: Outcome) -> Finding:
         disagreement=outcome.disagreement,
         path=outcome.path,
         evidence=sorted(set(outcome.evidence)),
+        defence=outcome.defence,
     )
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from auditor.domain.facts import HostFacts
-from auditor.domain.findings import Hop, HopDirection, Judgement, Status
+from auditor.domain.findings import Defence, Hop, HopDirection, Judgement, Protection, Status
 from auditor.domain.inventory import Role, Zone
 from policies.context import AuditContext
 from policies.empirical import EgressObservation
 from policies.support.common import Outcome, combine, missing_parts
+from topology.defence import DefenceDepth, Question, defence_depth, hook_question
 from topology.firewall import Hook
+from topology.graph import Topology
 from topology.intervals import AddressSet
 from topology.reach import (
     Direction,
@@ -32,6 +34,20 @@ from topology.space import PacketSpace
 ROUTING_FACTS = ("interfaces", "routes", "nftables", "forwarding_v4", "forwarding_v6")
 
 
+@dataclass(frozen=True)
+class NoPath:
+    """The no-path questions a passing model verdict answered *no*, and the topology they
+    were asked of: what ``defence_of`` examines for the rules holding the pass."""
+
+    topology: Topology
+    questions: tuple[Question, ...]
+
+    def joined(self, other: NoPath | None) -> NoPath:
+        if other is None:
+            return self
+        return NoPath(self.topology, self.questions + other.questions)
+
+
 @dataclass
 class Side:
     """One side's verdict (model or probe) with what it rests on."""
@@ -39,6 +55,39 @@ class Side:
     judgement: Judgement
     path: list[Hop] = field(default_factory=list)
     evidence: list[str] = field(default_factory=list)
+    #: for a model pass, the no-path questions behind it (None: none asked, or not a pass)
+    no_path: NoPath | None = None
+
+
+def joined_no_path(*parts: NoPath | None) -> NoPath | None:
+    found: NoPath | None = None
+    for part in parts:
+        if part is not None:
+            found = part.joined(found)
+    return found
+
+
+def defence_of(side: Side) -> Defence | None:
+    """For a model pass resting on no-path questions, the rules holding it (docs/controls.md,
+    "Defence depth"); None for any other verdict, or a pass no question was asked for."""
+    if side.judgement.status is not Status.PASS or side.no_path is None:
+        return None
+    if not side.no_path.questions:
+        return None
+    return as_defence(defence_depth(side.no_path.topology, side.no_path.questions))
+
+
+def as_defence(depth: DefenceDepth) -> Defence:
+    """The engine's answer as the findings' ``Defence``."""
+    return Defence(
+        depth=depth.depth.value,
+        single_points=[
+            Protection(host=p.host, rule=p.text, rule_ref=p.ref, opens=p.opens)
+            for p in depth.single_points
+        ],
+        examined=depth.examined,
+        note=depth.note,
+    )
 
 
 def fact_evidence(facts: HostFacts | None, names: tuple[str, ...] = ROUTING_FACTS) -> list[str]:
@@ -147,14 +196,22 @@ def model_outbound(ctx: AuditContext, host: str) -> Side:
     assert ctx.topology is not None
     # Delivered over a protected segment to a host's own address on an external network, a
     # packet stays on that host (docs/controls.md, "What counts as outside").
-    result = reach(ctx.topology, host, external_addresses(ctx), local_over=inside_segments(ctx))
+    destinations = external_addresses(ctx)
+    inside = inside_segments(ctx)
+
+    def ask(topology: Topology) -> ReachResult:
+        return reach(topology, host, destinations, local_over=inside)
+
+    result = ask(ctx.topology)
     judgement, hops = _from_reach(
         result,
         f"new connections from {host} reach external networks",
         f"no new connection from {host} (TCP, UDP, ICMP echo; IPv4 and IPv6) reaches an "
         "external or office network",
     )
-    return Side(judgement, hops, fact_evidence(ctx.facts(host)))
+    question = Question(f"new connections from {host} to external networks", ask, result)
+    no_path = NoPath(ctx.topology, (question,)) if judgement.status is Status.PASS else None
+    return Side(judgement, hops, fact_evidence(ctx.facts(host)), no_path)
 
 
 def model_forwards_outward(ctx: AuditContext, host: str) -> Side:
@@ -166,12 +223,14 @@ def model_forwards_outward(ctx: AuditContext, host: str) -> Side:
     model = ctx.topology.hosts[host]
     evidence = fact_evidence(ctx.facts(host))
     forwarded = PacketSpace.empty()
+    asked: list[tuple[int, PacketSpace]] = []
     for family in (4, 6):
         if not model.forwarding.get(family):
             continue
         space = PacketSpace.connection_attempts(families=(family,)).where(
             daddr=external_addresses(ctx)
         )
+        asked.append((family, space))
         forwarded = forwarded.union(model.firewall.accepts(Hook.FORWARD, space))
     if forwarded:
         detail = f"{host} forwards new connections toward external networks: " + "; ".join(
@@ -180,7 +239,19 @@ def model_forwards_outward(ctx: AuditContext, host: str) -> Side:
         hop = Hop(host=host, direction="forward", rule="forwarding enabled, forward hook accepts")
         return Side(Judgement(status=Status.FAIL, detail=detail), [hop], evidence)
     detail = f"{host} forwards nothing toward external networks"
-    return Side(Judgement(status=Status.PASS, detail=detail), [], evidence)
+    # Forwarding switched off is a barrier but not a rule: only the enabled families ask.
+    questions = tuple(
+        hook_question(
+            ctx.topology,
+            f"IPv{family} new connections {host} forwards to external networks",
+            host,
+            Hook.FORWARD,
+            space,
+        )
+        for family, space in asked
+    )
+    no_path = NoPath(ctx.topology, questions) if questions else None
+    return Side(Judgement(status=Status.PASS, detail=detail), [], evidence, no_path)
 
 
 def model_inbound(ctx: AuditContext, host: str) -> Side:
@@ -192,6 +263,7 @@ def model_inbound(ctx: AuditContext, host: str) -> Side:
     segments = outside_segments(ctx, host)
     evidence = fact_evidence(ctx.facts(host))
     verdicts = []
+    questions: list[Question] = []
     for segment in segments:
         result = inbound(ctx.topology, host, segment)
         judgement, hops = _from_reach(
@@ -200,12 +272,21 @@ def model_inbound(ctx: AuditContext, host: str) -> Side:
         if judgement.status is not Status.PASS:
             return Side(judgement, hops, evidence)
         verdicts.append(segment)
+        questions.append(_inbound_question(host, segment, result))
     detail = (
         f"{host} accepts no new connection from {', '.join(verdicts)} (IPv4 and IPv6)"
         if verdicts
         else f"{host} has no interface on an external network or outside party's tunnel"
     )
-    return Side(Judgement(status=Status.PASS, detail=detail), [], evidence)
+    no_path = NoPath(ctx.topology, tuple(questions)) if questions else None
+    return Side(Judgement(status=Status.PASS, detail=detail), [], evidence, no_path)
+
+
+def _inbound_question(host: str, segment: str, result: ReachResult) -> Question:
+    def ask(topology: Topology) -> ReachResult:
+        return inbound(topology, host, segment)
+
+    return Question(f"new connections from {segment} accepted by {host}", ask, result)
 
 
 def outside_segments(ctx: AuditContext, host: str) -> list[str]:
@@ -342,4 +423,5 @@ def two_sided_outcome(model: Side, probe: Side, wording: Wording) -> Outcome:
         disagreement=disagreement,
         path=model.path,
         evidence=model.evidence + probe.evidence,
+        defence=defence_of(model),
     )
