@@ -34,21 +34,42 @@ def report_command(
             "recorded in findings.json).",
         ),
     ] = None,
+    waivers: Annotated[
+        Path | None,
+        typer.Option(
+            "--waivers",
+            "-w",
+            help="Apply this waivers file again (docs/waivers.md) on today's date: findings.json "
+            "and the run's waivers.yaml are rewritten and sealed with the reports.",
+        ),
+    ] = None,
 ) -> None:
     """Render the HTML (ja, en), OSCAL, SARIF and JUnit reports of a stored run, without
     probing anything, and renew the run's seal for them."""
+    from auditor.cli.summary import print_waivers
+    from auditor.domain.findings import read_findings
+    from auditor.domain.waivers import load_waivers
+    from auditor.domain.yamlsource import SourceError
     from auditor.evidence.store import EvidenceError
     from auditor.report import render_reports
-    from auditor.report.run import RunReadError
+    from auditor.report.run import FINDINGS_FILE, RunReadError
 
     console = make_console()
     try:
-        written = render_reports(run, inventory_path=inventory)
+        accepted = load_waivers(waivers) if waivers is not None else None
+    except SourceError as exc:
+        say(console, "invalid waivers", f"\n{exc}")
+        raise typer.Exit(ExitCode.CANNOT_RUN) from exc
+    try:
+        written = render_reports(run, inventory_path=inventory, waivers=accepted)
     except (RunReadError, EvidenceError) as exc:
         say(console, "cannot report", exc)
         raise typer.Exit(ExitCode.CANNOT_RUN) from exc
     for path in written:
         console.print(untrusted(f"wrote {path}"))
+    if accepted is not None:
+        document = read_findings(run / FINDINGS_FILE)  # as just rewritten with the waivers
+        print_waivers(console, document.findings, document.waiver_warnings or [])
 
 
 def bundle_command(

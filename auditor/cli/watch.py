@@ -181,16 +181,27 @@ def watch_command(
     max_runs: Annotated[
         int | None, typer.Option(help="Stop after this many runs (tests, trials).")
     ] = None,
+    waivers: Annotated[
+        Path | None,
+        typer.Option(
+            "--waivers",
+            "-w",
+            help="Accepted fails (YAML, docs/waivers.md), read again and applied at each run.",
+        ),
+    ] = None,
 ) -> None:
     """Run the audit on a schedule; record every verdict change and alert on it."""
     schedule = _schedule(every, cron, once)
     if not inventory.is_file():
         raise _fail(f"{inventory}: no such inventory file")
+    _check_waivers(waivers)
     logging.getLogger("auditor.watch").setLevel(logging.INFO)
     watcher = Watcher(
         inventory=inventory,
         state=StateDir(state),
-        audit=real_audit(capture_seconds, ConsoleObserver(make_console(stderr=True))),
+        audit=real_audit(
+            capture_seconds, ConsoleObserver(make_console(stderr=True)), waivers=waivers
+        ),
         alerters=_alerters(
             _webhook_urls(webhook or [], webhook_file or [], webhook_env or []),
             webhook_retries,
@@ -210,6 +221,20 @@ def watch_command(
     except StopRequested as exc:
         signum = signal.Signals[str(exc)]
         raise typer.Exit(128 + signum) from exc
+
+
+def _check_waivers(waivers: Path | None) -> None:
+    """Refuse a malformed waivers file at the start, not at the first run: each run reads it
+    again, so an edit takes effect at the next run (and a broken edit fails that run)."""
+    from auditor.domain.waivers import load_waivers
+    from auditor.domain.yamlsource import SourceError
+
+    if waivers is None:
+        return
+    try:
+        load_waivers(waivers)
+    except SourceError as exc:
+        raise _fail(f"invalid waivers:\n{exc}") from exc
 
 
 def _once_exit(watcher: Watcher) -> ExitCode:

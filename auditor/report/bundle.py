@@ -8,8 +8,9 @@ work once it is unzipped)::
     bundle/manifest.sig        base64 Ed25519 signature of manifest.json's exact bytes
     bundle/public-key.pem      the signer's public key
     report.ja.html, report.en.html, oscal-assessment-results.json, findings.sarif,
-    findings.junit.xml, findings.json, inventory.yaml, facts.json (when present),
-    evidence/index.sqlite, evidence/manifest.json, evidence/objects/…
+    findings.junit.xml, findings.json, inventory.yaml, facts.json, observations.json and
+    waivers.yaml (each when present), evidence/index.sqlite, evidence/manifest.json,
+    evidence/objects/…
 
 Only a run whose evidence verifies intact is bundled (sealing tampered evidence would lend it
 a signature it does not deserve), and its reports are rendered again first, so that they name
@@ -42,6 +43,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from auditor.domain.errors import AuditorError
+from auditor.domain.waivers import WAIVERS_COPY
 from auditor.evidence.signing import fingerprint, load_private_key, public_pem, sign
 from auditor.evidence.store import (
     EVIDENCE_DIR,
@@ -85,6 +87,9 @@ RUN_FILES = (
     INVENTORY_COPY,
     FACTS_FILE,
     OBSERVATIONS_FILE,
+    # The waivers applied (when the run was audited or reported with --waivers): sealed with
+    # the findings they changed, so a bundle without it would not verify.
+    WAIVERS_COPY,
     INDEX_FILE,
     MANIFEST_FILE,
 )

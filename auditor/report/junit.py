@@ -3,6 +3,8 @@
 One test suite per control, one test case per subject: a fail is a ``<failure>``, an
 inconclusive verdict an ``<error>`` (the check could not complete: the pipeline must not read
 it as a pass), not-applicable is ``<skipped>``. Evidence hashes go to ``<system-out>``.
+A fail accepted by a waiver in force (docs/waivers.md) is ``<skipped>`` with the waiver as its
+reason, as the exit code does not count it; one whose waiver expired is a ``<failure>`` again.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from auditor.domain.files import write_bytes_atomically
 from auditor.domain.findings import Finding, Status
+from auditor.domain.waivers import unwaived_fail, waived
 from auditor.report.run import StoredRun, sorted_findings
 
 JUNIT_FILE = "findings.junit.xml"
@@ -24,7 +27,10 @@ def _case(finding: Finding) -> ET.Element:
         "testcase", {"classname": finding.control, "name": finding.subject, "time": "0"}
     )
     details = _details(finding)
-    if finding.status is Status.FAIL:
+    if waived(finding):
+        skipped = ET.SubElement(case, "skipped", {"message": _waiver_reason(finding)})
+        skipped.text = details
+    elif finding.status is Status.FAIL:
         failure = ET.SubElement(case, "failure", {"message": finding.summary, "type": "fail"})
         failure.text = details
     elif finding.status is Status.INCONCLUSIVE:
@@ -41,8 +47,22 @@ def _case(finding: Finding) -> ET.Element:
     return case
 
 
+def _waiver_reason(finding: Finding) -> str:
+    waiver = finding.waiver
+    assert waiver is not None
+    return (
+        f"waived: {waiver.justification} (approved by {waiver.approved_by} until "
+        f"{waiver.expires.isoformat()})"
+    )
+
+
 def _details(finding: Finding) -> str:
     lines = [finding.summary, finding.summary_ja]
+    if finding.waiver is not None and not finding.waiver.in_force:
+        lines.append(
+            f"waiver expired on {finding.waiver.expires.isoformat()} "
+            f"(approved by {finding.waiver.approved_by}): {finding.waiver.justification}"
+        )
     if finding.expected:
         lines.append(f"expected: {finding.expected}")
     if finding.actual:
@@ -66,9 +86,9 @@ def _suite(control: str, findings: list[Finding], timestamp: str) -> ET.Element:
         {
             "name": control,
             "tests": str(len(findings)),
-            "failures": str(counts[Status.FAIL]),
+            "failures": str(sum(unwaived_fail(f) for f in findings)),
             "errors": str(counts[Status.INCONCLUSIVE]),
-            "skipped": str(counts[Status.NOT_APPLICABLE]),
+            "skipped": str(counts[Status.NOT_APPLICABLE] + sum(waived(f) for f in findings)),
             "time": "0",
             "timestamp": timestamp,
         },
@@ -88,9 +108,9 @@ def build_junit(run: StoredRun) -> ET.ElementTree[ET.Element]:
         {
             "name": f"anon-infra-auditor {run.run_id}",
             "tests": str(len(findings)),
-            "failures": str(counts[Status.FAIL]),
+            "failures": str(sum(unwaived_fail(f) for f in findings)),
             "errors": str(counts[Status.INCONCLUSIVE]),
-            "skipped": str(counts[Status.NOT_APPLICABLE]),
+            "skipped": str(counts[Status.NOT_APPLICABLE] + sum(waived(f) for f in findings)),
             "time": f"{sum(run.document.run.phases.values()):.3f}",
         },
     )

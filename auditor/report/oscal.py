@@ -9,6 +9,9 @@ Mapping:
   ``related-observations`` for every artifact it cites; OSCAL knows only satisfied /
   not-satisfied, so the exact verdict (``inconclusive``, ``not-applicable``) is kept in a
   property of our namespace and in the status remarks;
+* a fail that carries a waiver (docs/waivers.md) relates to a *risk* of the result: status
+  ``deviation-approved`` while the waiver is in force, with the approver and justification in
+  its risk log and the last day in force as its ``deadline``; ``open`` once it has expired;
 * hosts are inventory items of the result, the auditor a tool component, the inventory and the
   findings.json back-matter resources.
 
@@ -22,11 +25,12 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
 from auditor.domain.files import write_text_atomically
-from auditor.domain.findings import Finding, Status
+from auditor.domain.findings import AppliedWaiver, Finding, Status
 from auditor.evidence.store import ArtifactRecord, object_path, parse_ref
 from auditor.report.run import (
     FINDINGS_FILE,
@@ -129,10 +133,69 @@ def _result(run: StoredRun, started: str) -> dict[str, Any]:
     observations = [_observation(run, record) for record in run.artifacts]
     if observations:
         result["observations"] = observations
+    risks = [
+        _waiver_risk(run, f, f.waiver, started)
+        for f in sorted_findings(run.findings, run.controls)
+        if f.waiver is not None
+    ]
+    if risks:
+        result["risks"] = risks
     findings = [_finding(run, f) for f in sorted_findings(run.findings, run.controls)]
     if findings:
         result["findings"] = findings
     return result
+
+
+def _risk_uuid(run_id: str, finding: Finding) -> str:
+    return stable_uuid(run_id, "risk", finding.control, finding.subject)
+
+
+def _waiver_risk(
+    run: StoredRun, finding: Finding, waiver: AppliedWaiver, applied: str
+) -> dict[str, Any]:
+    """The risk of a waived fail: an approved deviation while the waiver is in force (OSCAL's
+    own word for an accepted risk), open again once it has expired."""
+    status = "deviation-approved" if waiver.in_force else "open"
+    state = "in force" if waiver.in_force else "expired"
+    approval = (
+        f"Deviation approved by {waiver.approved_by} until {waiver.expires.isoformat()}: "
+        f"{waiver.justification}"
+    )
+    deadline = _end_of_day(waiver.expires)
+    # The approval's own date is not in the waivers file: the log says when the auditor applied
+    # it, or, once expired, when it ran out.
+    entry: dict[str, Any] = {
+        "uuid": stable_uuid(run.run_id, "risk-log", finding.control, finding.subject),
+        "title": _line(f"Waiver of {finding.control} on {finding.subject} {state}"),
+        "description": approval,
+        "start": applied if waiver.in_force else deadline,
+        "status-change": status,
+    }
+    risk: dict[str, Any] = {
+        "uuid": _risk_uuid(run.run_id, finding),
+        "title": _line(f"{finding.control}: {finding.subject} (waiver {state})"),
+        "description": finding.summary or finding.control,
+        "statement": approval if waiver.in_force else f"{approval} (expired)",
+        "props": [
+            _prop("waiver", state),
+            _prop("approved-by", waiver.approved_by),
+            _prop("expires", waiver.expires.isoformat()),
+        ],
+        "status": status,
+        "deadline": deadline,
+        "risk-log": {"entries": [entry]},
+    }
+    observations = _related_observations(run, finding)
+    if observations:
+        risk["related-observations"] = observations
+    return risk
+
+
+def _end_of_day(day: date) -> str:
+    """The last second of the waiver's last day, in the auditing machine's time zone (the one
+    its date was judged in)."""
+    moment = datetime.combine(day, time(23, 59, 59)).astimezone()
+    return moment.isoformat()
 
 
 def _control_ids(run: StoredRun) -> list[str]:
@@ -244,7 +307,19 @@ def _finding(run: StoredRun, finding: Finding) -> dict[str, Any]:
     }
     if observations:
         result["related-observations"] = observations
+    if finding.waiver is not None:
+        result["props"].append(
+            _prop("waiver", "in force" if finding.waiver.in_force else "expired")
+        )
+        result["related-risks"] = [{"risk-uuid": _risk_uuid(run.run_id, finding)}]
+        result["target"]["status"]["remarks"] += _waiver_remark(finding.waiver)
     return result
+
+
+def _waiver_remark(waiver: AppliedWaiver) -> str:
+    if waiver.in_force:
+        return f"; waived: approved by {waiver.approved_by} until {waiver.expires.isoformat()}"
+    return f"; waiver expired on {waiver.expires.isoformat()}"
 
 
 def _finding_description(finding: Finding) -> str:

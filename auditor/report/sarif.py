@@ -5,7 +5,9 @@ A control is a rule; a finding is a result whose ``kind`` says the verdict (``fa
 every kind but ``fail``, so only failures carry a level (``error`` for high-severity controls).
 The subject is a logical location (there is no source file), a path is a code flow whose
 locations are the hops with the rule that allowed each, and the evidence is listed as
-artifacts with their SHA-256.
+artifacts with their SHA-256. A fail that carries a waiver (docs/waivers.md) has a suppression
+of kind ``external`` (the waivers file): ``accepted`` while in force, ``rejected`` once expired,
+so that a pipeline reading suppressions counts it as the exit code does.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from auditor.domain.files import write_text_atomically
-from auditor.domain.findings import Finding, Hop, Status
+from auditor.domain.findings import AppliedWaiver, Finding, Hop, Status
 from auditor.evidence.store import object_path
 from auditor.report.run import StoredRun, sorted_findings, utc_timestamp
 from policies.model import Control
@@ -103,6 +105,8 @@ def _result(finding: Finding, rule_index: int, control: Control | None) -> dict[
         result["level"] = _LEVEL[control.severity] if control else "error"
     else:
         result["level"] = "none"
+    if finding.waiver is not None:
+        result["suppressions"] = [_suppression(finding.waiver)]
     if finding.path:
         result["codeFlows"] = [
             {
@@ -112,6 +116,22 @@ def _result(finding: Finding, rule_index: int, control: Control | None) -> dict[
             }
         ]
     return result
+
+
+def _suppression(waiver: AppliedWaiver) -> dict[str, Any]:
+    expires = waiver.expires.isoformat()
+    justification = f"{waiver.justification} (approved by {waiver.approved_by} until {expires})"
+    return {
+        "kind": "external",
+        "status": "accepted" if waiver.in_force else "rejected",
+        "justification": justification if waiver.in_force else f"expired: {justification}",
+        "properties": {
+            "approved_by": waiver.approved_by,
+            "expires": expires,
+            "in_force": waiver.in_force,
+            "finding": waiver.finding,
+        },
+    }
 
 
 def build_sarif(run: StoredRun) -> dict[str, Any]:

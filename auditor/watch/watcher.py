@@ -306,10 +306,13 @@ def _ticks_between(schedule: Schedule, tick: datetime, after: datetime) -> int:
 
 
 def real_audit(
-    capture_seconds: float, observer: AuditObserver, network_probes: bool = True
+    capture_seconds: float,
+    observer: AuditObserver,
+    network_probes: bool = True,
+    waivers: Path | None = None,
 ) -> AuditRunner:
     """The real audit (``auditor.audit.orchestrator.run_audit``), reporting to ``observer``
-    (the command line's shows progress on stderr)."""
+    (the command line's shows progress on stderr), applying ``waivers`` (read at each run)."""
 
     def run(inventory: Path, out_dir: Path) -> None:
         from auditor.audit.options import AuditOptions
@@ -318,7 +321,7 @@ def real_audit(
 
         options = AuditOptions(link_capture_seconds=capture_seconds, network_probes=network_probes)
         try:
-            run_audit(inventory, out_dir, observer, options)
+            run_audit(inventory, out_dir, observer, options, waivers=waivers)
         except (AuditError, SourceError) as exc:
             raise AuditCannotRunError(str(exc)) from exc
 
