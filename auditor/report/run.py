@@ -1,4 +1,5 @@
-"""A stored run as the renderers see it: findings, evidence manifest, inventory, facts, topology.
+"""A stored run as the renderers see it: findings, evidence manifest, inventory, facts, topology,
+observations.
 
 Everything here is read from the run folder (or a file named beside it); nothing is probed.
 Whatever cannot be read is left out and said so in ``notes``, so that a report of a damaged or
@@ -23,6 +24,7 @@ from auditor.domain.inventory import Inventory, load_inventory
 from auditor.domain.yamlsource import SourceError
 from auditor.evidence.store import MANIFEST_FILE, ArtifactRecord, EvidenceError, EvidenceStore
 from policies.model import Control, Framework, load_controls, load_framework
+from policies.snapshot import OBSERVATIONS_FILE, Observations, read_observations
 from topology.graph import Topology
 
 FINDINGS_FILE = "findings.json"
@@ -47,6 +49,8 @@ class StoredRun:
     inventory_source: str | None = None
     facts: dict[str, HostFacts] = field(default_factory=dict)
     topology: Topology | None = None
+    #: the probes' observations (observations.json), for the zone matrix; None when missing
+    observations: Observations | None = None
     #: the bundle signer's public key fingerprint, when the report is rendered for a bundle
     signer_fingerprint: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -116,6 +120,7 @@ def load_run(
     _load_inventory(run, inventory_path, keep_inventory_copy)
     _load_facts(run)
     _build_topology(run)
+    _load_observations(run)
     return run
 
 
@@ -187,6 +192,19 @@ def _load_facts(run: StoredRun) -> None:
             run.notes.append(
                 f"{FACTS_FILE}: facts of {host} are not valid: {exc.error_count()} error(s)"
             )
+
+
+def _load_observations(run: StoredRun) -> None:
+    path = run.run_dir / OBSERVATIONS_FILE
+    if not path.is_file():
+        run.notes.append(f"no {OBSERVATIONS_FILE}: the zone matrix shows no probe results")
+        return
+    try:
+        run.observations = read_observations(path)
+    except (ValidationError, ValueError, UnicodeDecodeError, OSError) as exc:
+        # Never a crash: a damaged file costs the probe side of the matrix, nothing else.
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        run.notes.append(f"{OBSERVATIONS_FILE} could not be read: {first_line}")
 
 
 def _build_topology(run: StoredRun) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import os
@@ -15,17 +16,27 @@ import tracemalloc
 import zipfile
 import zlib
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
+from auditor.audit import orchestrator as audit
+from auditor.audit.observer import SilentObserver
+from auditor.audit.options import AuditOptions
+from auditor.audit.orchestrator import run_audit
 from auditor.cli.exitcodes import ExitCode
 from auditor.cli.report import register as register_report
 from auditor.cli.verify import register as register_verify
 from auditor.cli.verify import render
+from auditor.domain.attempts import Attempt
+from auditor.domain.facts import HostFacts
+from auditor.domain.findings import Status, read_findings
+from auditor.domain.waivers import WAIVERS_COPY
 from auditor.evidence.signing import (
     generate_key,
     load_private_key,
@@ -44,6 +55,8 @@ from auditor.evidence.verify import (
 from auditor.report import render_reports
 from auditor.report.bundle import BundleError, bundle_files, create_bundle, write_bundle
 from policies.snapshot import OBSERVATIONS_FILE
+from tests.lab_scenarios import INVENTORY_FILE, RECORDING_FILE, RECORDINGS, recording
+from tests.unit.test_waivers_outputs import SAMPLE_WAIVERS, TERMINAL_WAIVER, write_waivers
 
 RUN_ID = "20261126T030000Z-failing"
 
@@ -542,3 +555,90 @@ def test_rendering_again_renews_the_seal_and_the_run_still_verifies(
     findings.write_bytes(findings.read_bytes().replace(b'"fail"', b'"pass"'))
     render_reports(failing_run)  # renders the forged verdicts, and seals the reports only
     assert ("seal", "findings.json") in problems(verify_path(failing_run))
+
+
+# -- a run whose fails were waived ---------------------------------------------------------------
+
+
+def replay_terminal_usb(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Collection replaced by the terminal-usb recording (term-2 fails the removable-media
+    control), stored as the run's one artifact; the scenario's inventory. Every fact cites
+    that artifact (the recording's own hashes name artifacts this run does not hold), so the
+    run's evidence verifies and it can be bundled."""
+    _, recorded = recording("terminal-usb")
+    recorded_file = RECORDINGS / "terminal-usb" / RECORDING_FILE
+
+    def replay(_inventory: object, store: EvidenceStore, _scope: object) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        ref = store.add(
+            recorded_file.read_bytes(),
+            probe="recording",
+            command=f"replay {recorded_file.name}",
+            host=None,
+            started=now,
+            finished=now,
+            media_type="application/gzip",
+        )
+        return {host: citing(attempt, ref) for host, attempt in recorded.collection.items()}
+
+    monkeypatch.setattr(audit, "collect_inventory", replay)
+    monkeypatch.setattr(audit, "collect_windows_inventory", lambda *_: {})
+    return RECORDINGS / "terminal-usb" / INVENTORY_FILE
+
+
+def citing(attempt: Attempt[HostFacts], ref: str) -> Attempt[HostFacts]:
+    facts = attempt.value
+    if facts is not None:
+        facts = facts.model_copy(update={"evidence": dict.fromkeys(facts.evidence, ref)})
+    return dataclasses.replace(attempt, value=facts, evidence=[ref] if attempt.evidence else [])
+
+
+def waived_audit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A whole offline audit of the terminal-usb recording run with --waivers (its one fail
+    waived): the run folder, sealed with its waivers.yaml."""
+    inventory = replay_terminal_usb(monkeypatch)
+    path = write_waivers(tmp_path, TERMINAL_WAIVER.format(expires="2999-12-31"))
+    out = tmp_path / "waived"
+    run_audit(inventory, out, SilentObserver(), AuditOptions(network_probes=False), waivers=path)
+    assert (out / WAIVERS_COPY).read_bytes() == path.read_bytes()
+    [fail] = [f for f in read_findings(out / "findings.json").findings if f.status is Status.FAIL]
+    assert fail.waiver is not None and fail.waiver.in_force
+    return out
+
+
+def test_the_bundle_of_an_audit_with_waivers_carries_them_and_verifies(
+    monkeypatch: pytest.MonkeyPatch, key: Path, tmp_path: Path
+) -> None:
+    run_dir = waived_audit(monkeypatch, tmp_path)
+    bundle = create_bundle(run_dir, tmp_path / "waived.zip", key).path
+    report = verify_path(bundle, trusted_fingerprint=trusted(key))
+    assert report.intact, [str(p) for p in report.problems]
+    with zipfile.ZipFile(bundle) as archive:
+        assert archive.read(WAIVERS_COPY) == (run_dir / WAIVERS_COPY).read_bytes()
+        manifest = json.loads(archive.read(BUNDLE_MANIFEST))
+    assert WAIVERS_COPY in {entry["path"] for entry in manifest["files"]}
+    # The copy is covered by the signed manifest: a later edit of the waivers is named.
+    rewrite(bundle, lambda entries: entries.update({WAIVERS_COPY: b"waivers: []\n"}))
+    assert ("bundle", WAIVERS_COPY) in problems(verify_path(bundle))
+
+
+def test_auditor_bundle_then_verify_of_a_run_reported_with_waivers_is_intact(
+    failing_run: Path, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    keyfile = tmp_path / "cli.key"
+    assert runner.invoke(cli(), ["keygen", "--out", str(keyfile)]).exit_code == 0
+    accepted = write_waivers(tmp_path, SAMPLE_WAIVERS)
+    waived = runner.invoke(cli(), ["report", str(failing_run), "--waivers", str(accepted)])
+    assert waived.exit_code == 0, waived.output
+    out = tmp_path / "waived.zip"
+    made = runner.invoke(cli(), ["bundle", str(failing_run), "--out", str(out), "-k", str(keyfile)])
+    assert made.exit_code == 0, made.output
+    result = runner.invoke(cli(), ["verify", str(out), "--trusted-key", f"{keyfile}.pub"])
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "INTACT" in result.output
+    # Without the waivers it applied, the bundle no longer verifies: the seal names the copy.
+    rewrite(out, lambda entries: entries.pop(WAIVERS_COPY))
+    missing = runner.invoke(cli(), ["verify", str(out), "--trusted-key", f"{keyfile}.pub"])
+    assert missing.exit_code == ExitCode.FAIL
+    assert WAIVERS_COPY in missing.output and "missing" in missing.output
