@@ -1,0 +1,1 @@
+"""Questions asked of a stored run's model, without probing: path queries, what-if changes."""
