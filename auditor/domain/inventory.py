@@ -27,7 +27,13 @@ from pydantic import (
     model_validator,
 )
 
-from auditor.domain.yamlsource import Loc, SourceError, load_located, validate_document
+from auditor.domain.yamlsource import (
+    Loc,
+    LocatedDocument,
+    SourceError,
+    load_located,
+    validate_document,
+)
 
 Problem = tuple[Loc, str]
 
@@ -493,12 +499,66 @@ class AddressIndex:
         return name if value <= last else None
 
 
+#: The value ``auditor inventory draft`` leaves where only a person can decide. A file that
+#: still holds one is refused: a guessed zone or role would make every verdict built on it
+#: look better founded than it is.
+TODO_MARK = "TODO"
+
+#: What to decide, by the key that holds the TODO (the draft writes the same as a comment).
+TODO_ADVICE: dict[str, str] = {
+    "organisation": "the audited organisation's name, as it must appear on the reports",
+    "zone": (
+        "the zone: external (leads to other organisations or the Internet), protected "
+        "(inside the certified area) or office (an ordinary office LAN)"
+    ),
+    "medium": (
+        "the medium: internet, ip-vpn (a carrier's closed network), leased-line (a dedicated "
+        "line) or lan; the line's contract says which, no probe can"
+    ),
+    "roles": (
+        "the role: receiving, sending, processing, terminal or log for the organisation's own "
+        "machines; router, office, external-party (another organisation's machine) or vantage "
+        "(the auditor's own outside machine); or remove the host if it is not to be audited"
+    ),
+    "over": "the network that carries the tunnel's packets",
+    "endpoints": "the host at this end of the tunnel (add it under hosts if it is missing)",
+}
+
+
+def todo_problems(doc: LocatedDocument) -> list[str]:
+    """``file:line:col: key: still a TODO ...`` for every value still ``TODO``."""
+    return [
+        f"{doc.where(loc)}: {'.'.join(map(str, loc))}: still a TODO from `auditor inventory "
+        f"draft`: decide {_todo_advice(loc)}"
+        for loc in _todo_locations(doc.data, ())
+    ]
+
+
+def _todo_locations(value: Any, loc: Loc) -> list[Loc]:
+    if isinstance(value, str):
+        return [loc] if value.strip() == TODO_MARK else []
+    if isinstance(value, dict):
+        return [found for k, v in value.items() for found in _todo_locations(v, (*loc, k))]
+    if isinstance(value, list):
+        return [found for i, v in enumerate(value) for found in _todo_locations(v, (*loc, i))]
+    return []
+
+
+def _todo_advice(loc: Loc) -> str:
+    keys = [part for part in loc if isinstance(part, str)]
+    return TODO_ADVICE.get(keys[-1], "this value") if keys else "this value"
+
+
 def load_inventory(path: Path) -> Inventory:
     """Load and validate an inventory; relative key paths are made relative to its folder.
 
-    Raises ``SourceError`` whose message names the file, line and key of every problem.
+    Raises ``SourceError`` whose message names the file, line and key of every problem, and
+    of every value a draft left ``TODO``.
     """
     doc = load_located(path)
+    todos = todo_problems(doc)
+    if todos:
+        raise SourceError(path, todos)
     inventory = validate_document(doc, Inventory)
     problems = inventory.cross_reference_problems()
     if problems:
@@ -517,6 +577,8 @@ def load_inventory(path: Path) -> Inventory:
 
 __all__ = [
     "ORGANISATION_ROLES",
+    "TODO_ADVICE",
+    "TODO_MARK",
     "HostDef",
     "Inventory",
     "Medium",
@@ -529,4 +591,5 @@ __all__ = [
     "TunnelDef",
     "Zone",
     "load_inventory",
+    "todo_problems",
 ]
