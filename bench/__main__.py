@@ -5,8 +5,11 @@ baseline lab audit per phase; takes /tmp/auditor-lab.lock and brings the lab up 
 ``collection`` (SSH host collection of one host and of --hosts hosts, containers set up like
 the lab's term-1 on a podman network of its own; takes /tmp/auditor-lab.lock, needs root and
 the lab image, and removes everything it created), ``firewall-worst`` (one host's rule set at
-its worst, overlapping ranges, and at its largest; see bench/firewall_worst.py). Without a
-name, every benchmark that needs no lab runs. Results of benchmarks not run this
+its worst, overlapping ranges, and at its largest; see bench/firewall_worst.py), ``query``
+(``auditor query`` questions on the synthetic organisation's model; see bench/query.py),
+``oracle`` (the engine against the kernel on rule sets real tools write; needs root; see
+bench/oracle.py).
+Without a name, every benchmark that needs no lab runs. Results of benchmarks not run this
 time are kept in latest.json from earlier runs.
 """
 
@@ -22,7 +25,7 @@ from typing import Any
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 DEFAULT_SIZES = [200, 2000, 10000]
-KNOWN = {"reachability", "audit-lab", "collection", "firewall-worst"}
+KNOWN = {"reachability", "audit-lab", "collection", "firewall-worst", "query", "oracle"}
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -81,17 +84,19 @@ def main(argv: list[str] | None = None) -> int:
         "benchmarks",
         nargs="*",
         metavar="BENCHMARK",
-        help="reachability, audit-lab, collection, firewall-worst "
-        "(default: reachability, firewall-worst)",
+        help="reachability, audit-lab, collection, firewall-worst, query, oracle "
+        "(default: reachability, firewall-worst, query)",
     )
     parser.add_argument(
         "--sizes",
         type=int,
         nargs="+",
         default=DEFAULT_SIZES,
-        help="reachability: organisation sizes in hosts",
+        help="reachability, query: organisation sizes in hosts",
     )
-    parser.add_argument("--seed", type=int, default=None, help="reachability: generator seed")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="reachability, query: generator seed"
+    )
     parser.add_argument(
         "--timeout", type=float, default=1800.0, help="reachability: seconds allowed per size"
     )
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(json.dumps(measure(args.child, seed)))
         return 0
-    chosen = args.benchmarks or ["reachability", "firewall-worst"]
+    chosen = args.benchmarks or ["reachability", "firewall-worst", "query"]
     unknown = set(chosen) - KNOWN
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
@@ -130,6 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         from bench.firewall_worst import run_firewall_worst
 
         results.append(run_firewall_worst())
+    if "query" in chosen:
+        from bench.query import run_query
+
+        results += run_query(args.sizes, seed)
+    if "oracle" in chosen:
+        from bench.oracle import run_oracle
+
+        results.append(run_oracle())
     if "audit-lab" in chosen:
         from bench.auditlab import run_audit_lab
 
