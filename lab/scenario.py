@@ -43,6 +43,9 @@ CONTROL_IDS = frozenset(
         "operation-logging",
         "no-remote-control-software",
         "inventory-complete",
+        "authentication-hardening",
+        "security-updates-applied",
+        "unexpected-operation-detection",
     }
 )
 HOST_NAME = r"^[a-z0-9][a-z0-9-]{0,40}$"

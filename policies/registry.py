@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from auditor.domain.findings import Finding
 from policies.checks import (
+    authentication_hardening,
     external_links_leased_or_vpn,
     inventory_complete,
     links_encrypted,
@@ -18,10 +19,12 @@ from policies.checks import (
     operation_logging,
     proc_egress_only_via_gateways,
     recv_no_outbound,
+    security_updates_applied,
     send_no_inbound,
     send_separate_host,
     terminal_removable_media_blocked,
     unauthorized_access_prevention,
+    unexpected_operation_detection,
 )
 from policies.context import AuditContext
 from policies.model import Control, load_controls
@@ -43,6 +46,9 @@ CHECKS: dict[str, Check] = {
     "unauthorized-access-prevention": unauthorized_access_prevention.check,
     "operation-logging": operation_logging.check,
     "no-remote-control-software": no_remote_control_software.check,
+    "authentication-hardening": authentication_hardening.check,
+    "security-updates-applied": security_updates_applied.check,
+    "unexpected-operation-detection": unexpected_operation_detection.check,
 }
 
 

@@ -51,6 +51,14 @@ from probes.parsers import (
     parse_ss,
     parse_wireguard,
 )
+from probes.parsers.apt import parse_apt_simulation, parse_list_times
+from probes.parsers.authentication import (
+    parse_fail2ban_status,
+    parse_faillock_conf,
+    parse_passwd_status,
+)
+from probes.parsers.detection import parse_cron, parse_ossec_conf, parse_tmout
+from probes.parsers.grep import parse_grep_lines
 from probes.parsers.hostkey import fingerprint_sha256
 from probes.ssh import (
     SAFE_FILE_NAME,
@@ -288,6 +296,19 @@ TIME_SOURCES_COMMAND = (
     "/etc/ntpsec /etc/ntp.conf /etc/openntpd || true"
 )
 
+CRON_FILES_COMMAND = (
+    "grep -RHns ^ /etc/crontab /etc/cron.d /etc/cron.hourly /etc/cron.daily /etc/cron.weekly "
+    "/etc/cron.monthly || true"
+)
+TMOUT_COMMAND = "grep -RHns TMOUT /etc/profile /etc/profile.d /etc/bash.bashrc || true"
+OSSEC_CONF_COMMAND = "sudo -n /usr/bin/grep -Hn ^ /var/ossec/etc/ossec.conf"
+#: Debug::NoLocking: the simulation must not need (or take) apt's lock as a normal user.
+APT_SIMULATION_COMMAND = "apt-get -s -o Debug::NoLocking=1 dist-upgrade"
+#: The host's clock first, then each Release/InRelease file's modification time.
+APT_LISTS_TIMES_COMMAND = (
+    "date -u +%s; find /var/lib/apt/lists -maxdepth 1 -name '*Release' -printf '%T@ %p\\n'"
+)
+
 
 DEFAULT_PLAN = HostPlan(
     rules=(
@@ -383,6 +404,41 @@ DEFAULT_PLAN = HostPlan(
         ),
         # The PAM services' session stacks (pam_tty_audit), with file:line; world-readable.
         validated("commands:pam.d", "grep -RHn ^ /etc/pam.d", parse_pam_directory),
+        # authentication-hardening: sshd's configuration files with file:line (which settings
+        # a Match block changes, since `sshd -T` alone shows a connection matching none); each
+        # account's password status, never the hashes (root reads /etc/shadow); pam_faillock's
+        # settings; fail2ban's sshd jail.
+        validated(
+            "commands:sshd-config",
+            "grep -RHn ^ /etc/ssh/sshd_config /etc/ssh/sshd_config.d",
+            lambda text: parse_grep_lines(text, "grep sshd_config"),
+        ),
+        validated("commands:passwd-status", "sudo -n /usr/bin/passwd -S -a", parse_passwd_status),
+        validated(
+            "files:/etc/security/faillock.conf",
+            "cat /etc/security/faillock.conf",
+            parse_faillock_conf,
+        ),
+        validated(
+            "commands:fail2ban-sshd",
+            "sudo -n /usr/bin/fail2ban-client status sshd",
+            parse_fail2ban_status,
+        ),
+        # security-updates-applied, read-only and without network: what an upgrade would
+        # install from the lists the host already has (never `apt update`), and their age.
+        validated(
+            "commands:apt-upgrade-simulation",
+            APT_SIMULATION_COMMAND,
+            parse_apt_simulation,
+        ),
+        validated("commands:apt-lists-times", APT_LISTS_TIMES_COMMAND, parse_list_times),
+        # unexpected-operation-detection: the system crontabs and periodic scripts (a scheduled
+        # AIDE check and where its report goes), the shells' TMOUT, and a Wazuh/OSSEC agent's
+        # configuration (root-only; absent on hosts without an agent, which the check reads
+        # only when an agent runs). Absent cron or profile files are normal: "|| true".
+        validated("commands:cron-files", CRON_FILES_COMMAND, parse_cron),
+        validated("commands:tmout", TMOUT_COMMAND, parse_tmout),
+        validated("commands:ossec-conf", OSSEC_CONF_COMMAND, parse_ossec_conf),
     ),
     folders=(
         FolderRule("/etc/modprobe.d", "modprobe.d-listing"),

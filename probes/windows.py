@@ -94,6 +94,8 @@ WINDOWS_COMMANDS: tuple[WindowsCommand, ...] = (
         'powershell.exe -NoProfile -NonInteractive -Command "Get-CimInstance -ClassName '
         'Win32_OperatingSystem | Select-Object Caption, Version, BuildNumber | ConvertTo-Json"',
     ),
+    # The account policy (lockout threshold, minimum password length): authentication-hardening.
+    WindowsCommand("net-accounts", "net accounts"),
 )
 
 #: What the collector keeps for a registry key or value that does not exist (reg.exe's own

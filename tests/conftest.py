@@ -38,6 +38,9 @@ SCENARIO_ORDER = [
     "rogue-device",
     "hostile-host",
     "proc-via-sending",
+    "weak-authentication",
+    "security-update-pending",
+    "detection-off",
 ]
 
 # `make test` must give the same answer on every run: by default every property and fuzz test

@@ -214,6 +214,14 @@ class SshAccess(Strict):
         return int(self.host_budget_mib * 1024 * 1024)
 
 
+class AuditPolicy(Strict):
+    """Limits the organisation sets for judgements that depend on its own practice."""
+
+    #: How old a host's package lists may be for "no security update pending" to be known
+    #: (security-updates-applied); None: the control's default (7 days).
+    package_lists_max_age_days: int | None = Field(default=None, ge=1, le=3650)
+
+
 class LocalVantage(Strict):
     """This machine's own addresses on a network: it can capture and scan from there."""
 
@@ -297,6 +305,7 @@ class Inventory(Strict):
     tunnels: dict[Name, TunnelDef] = Field(default_factory=dict)
     hosts: dict[Name, HostDef] = Field(min_length=1)
     log_host: Name | None = None
+    policy: AuditPolicy = Field(default_factory=AuditPolicy)
 
     @model_validator(mode="after")
     def _cross_references(self, info: ValidationInfo) -> Inventory:

@@ -33,6 +33,9 @@ HOST_CONTROLS = [
     "unauthorized-access-prevention",
     "operation-logging",
     "no-remote-control-software",
+    "authentication-hardening",
+    "security-updates-applied",
+    "unexpected-operation-detection",
 ]
 ORGANISATION = ["recv-srv", "proc-srv", "send-srv", "term-1", "term-2"]
 EXPECTED_FAILS: dict[str, set[tuple[str, str]]] = {
@@ -42,8 +45,15 @@ EXPECTED_FAILS: dict[str, set[tuple[str, str]]] = {
         ("no-remote-control-software", "proc-srv"),
         ("unauthorized-access-prevention", "proc-srv"),
     },
-    "logging-off": {("operation-logging", "proc-srv")},
+    # Without rsyslog, proc-srv's AIDE reports (logger, local6) cannot leave it either.
+    "logging-off": {
+        ("operation-logging", "proc-srv"),
+        ("unexpected-operation-detection", "proc-srv"),
+    },
     "send-inbound": {("unauthorized-access-prevention", "send-srv")},
+    "weak-authentication": {("authentication-hardening", "recv-srv")},
+    "security-update-pending": {("security-updates-applied", "send-srv")},
+    "detection-off": {("unexpected-operation-detection", "proc-srv")},
 }
 
 
@@ -151,3 +161,35 @@ def test_send_inbound(lab: LabState, tmp_path: Path) -> None:
     assert access.model is not None and access.empirical is not None
     assert (access.model.status, access.empirical.status) == (Status.FAIL, Status.FAIL)
     assert "8443" in access.empirical.detail and "carrier-out" in access.empirical.detail
+
+
+@pytest.mark.scenario("weak-authentication")
+def test_weak_authentication(lab: LabState, tmp_path: Path) -> None:
+    findings = check_scenario("weak-authentication", lab, tmp_path)
+    actual = findings[("authentication-hardening", "recv-srv")].actual
+    assert "passwordauthentication yes" in actual
+    # OpenSSH 9.2's sshd -T prints prohibit-password under its older name.
+    assert "root login refused: NOT met: permitrootlogin without-password" in actual
+    assert "failed logins lock out: met" in actual
+    assert (
+        "pam_faillock locks an account after 5"
+        in findings[("authentication-hardening", "proc-srv")].actual
+    )
+
+
+@pytest.mark.scenario("security-update-pending")
+def test_security_update_pending(lab: LabState, tmp_path: Path) -> None:
+    findings = check_scenario("security-update-pending", lab, tmp_path)
+    summary = findings[("security-updates-applied", "send-srv")].summary
+    assert "Inst labtool [1.0-1] (1.0-2 Lab:lab-security [all])" in summary
+
+
+@pytest.mark.scenario("detection-off")
+def test_detection_off(lab: LabState, tmp_path: Path) -> None:
+    findings = check_scenario("detection-off", lab, tmp_path)
+    failed = findings[("unexpected-operation-detection", "proc-srv")]
+    assert "the report stays on the host" in failed.summary
+    assert "/etc/cron.d/aide-check:3" in failed.actual
+    passed = findings[("unexpected-operation-detection", "recv-srv")].actual
+    assert "rsyslog forwards local6.notice to 10.98.21.1" in passed
+    assert "clientaliveinterval 300" in passed

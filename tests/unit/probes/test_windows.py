@@ -61,6 +61,9 @@ def test_every_case_has_every_command() -> None:
 
 def test_commands_are_read_only_queries() -> None:
     for command in allowed_commands():
+        # net accounts without an option only prints the policy (options like /minpwlen set it).
+        if command == "net accounts":
+            continue
         assert command.startswith(("reg query ", "powershell.exe -NoProfile -NonInteractive"))
         assert not any(word in command.lower() for word in (" add ", " delete", "set-", "remove-"))
 
