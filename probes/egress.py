@@ -216,7 +216,11 @@ _EXIT_1: dict[str, Outcome] = {
 def classify(kind: Kind, exit_status: int | None, timed_out: bool, output: str) -> Outcome:
     """The outcome a command reported, from its exit status and its messages."""
     text = output.lower()
-    if exit_status == 127 or any(mark in text for mark in _NOT_EXECUTED_MARKS):
+    # Neither an exit status nor stopped at its bound: the command never ran (the SSH server
+    # refused a channel) or its session was lost. A timeout would claim that the attempt was
+    # made and blocked.
+    never_ran = exit_status is None and not timed_out
+    if never_ran or exit_status == 127 or any(mark in text for mark in _NOT_EXECUTED_MARKS):
         return Outcome.NOT_EXECUTED
     if timed_out or exit_status is None:
         return Outcome.TIMEOUT

@@ -17,6 +17,7 @@ from __future__ import annotations
 import shlex
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -586,19 +587,9 @@ def _scan(
                 results[target] = Attempt.failed(PROBE, target, reason, str(message))
             continue
         runner, interface, source = how
-        outcomes = [
-            (
-                proto,
-                _run_once(
-                    runner,
-                    nmap_arguments(proto, family, profile, interface),
-                    targets=family_targets,
-                    profile=profile,
-                    sink=sink,
-                ),
-            )
-            for proto in _protocols(profile)
-        ]
+        outcomes = _run_protocols(
+            runner, interface, family, targets=family_targets, profile=profile, sink=sink
+        )
         presence = None
         if vantage is Vantage.LOCAL and any(o.error is None for _, o in outcomes):
             # On our own link nmap saw each target answer ARP / ND before scanning it; asking
@@ -611,6 +602,28 @@ def _scan(
         for target in family_targets:
             results[target] = _target_attempt(target, outcomes, where, presence)
     return [results[target] for target in targets]
+
+
+def _run_protocols(
+    runner: Runner,
+    interface: str | None,
+    family: int,
+    *,
+    targets: list[str],
+    profile: ScanProfile,
+    sink: EvidenceSink,
+) -> list[tuple[Proto, _Outcome]]:
+    """The TCP and the UDP run of one family at the same time: the UDP run's pace is set by
+    ICMP unreachables (rate-limited per peer), the TCP run's by ``--min-rate``; neither
+    waits on the other's packets, so the slower run alone sets the time, not their sum."""
+    protocols = _protocols(profile)
+
+    def run(proto: Proto) -> _Outcome:
+        options = nmap_arguments(proto, family, profile, interface)
+        return _run_once(runner, options, targets=targets, profile=profile, sink=sink)
+
+    with ThreadPoolExecutor(max_workers=len(protocols)) as pool:
+        return list(zip(protocols, pool.map(run, protocols), strict=True))
 
 
 def scan_from_here(

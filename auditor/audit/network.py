@@ -6,9 +6,10 @@ condenses their results into the observations the checks read (``policies.empiri
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TypeVar
 
@@ -43,6 +44,89 @@ REMOTE_ACCESS_PORTS = frozenset({1194, 3389, 4500, 5800, 5900, 5901, 5902, 5938,
 REMOTE_ACCESS_PORTS |= frozenset({8000, 8080, 8443, 21115, 21116, 21117, 21118, 51820})
 
 
+#: How long the egress captures stay open after a host's last attempt (probes.egress's
+#: linger). Every attempt's packets leave while its command runs (nc -w 2 retransmits its
+#: SYN within those 2 s; ping sends once), so what the linger waits for is transit and a
+#: router's neighbour resolution: milliseconds on a LAN or a carrier VPN. One second keeps a
+#: wide margin and, with two hosts tested one after the other, saves 2 s of the audit.
+EGRESS_LINGER_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class NetworkPhase:
+    name: str
+    description: str
+    run: Callable[[], None]
+
+
+#: Pairs of network phases that must never overlap, and why (docs/network-probes.md has the
+#: full table). Every other pair may: what one sends, the other neither captures nor counts.
+CONFLICTS: dict[frozenset[str], str] = {
+    frozenset({"collect", "egress"}): (
+        "the collection lists the hosts' processes and sockets: the egress test's nc and "
+        "ping would be in them"
+    ),
+    frozenset({"links", "egress"}): (
+        "egress attempts cross the captured external networks from the organisation's own "
+        "hosts (and draw ICMP errors and NAT'd answers addressed to them): the link "
+        "captures would classify them as the organisation's traffic"
+    ),
+    frozenset({"egress", "scan"}): (
+        "the egress captures record everything to this machine's external addresses: a "
+        "scan's answers would fill them (a 50 000-packet bound) and load them (a kernel "
+        "drop makes the egress result incomplete)"
+    ),
+    frozenset({"scan", "discovery"}): (
+        "both are nmap runs on this machine's two cores: together, the all-port scans fall "
+        "behind their packet rate and the IPv6 neighbour sweep's solicitations wait for CPU "
+        "(measured: the sweep took 11 s instead of 2 s), and a sweep starved of CPU risks "
+        "missing an answer"
+    ),
+}
+
+
+def conflict(first: str, second: str) -> str | None:
+    """Why two phases must not overlap, or None when they may."""
+    return CONFLICTS.get(frozenset({first, second}))
+
+
+def run_overlapping(
+    phases: Sequence[NetworkPhase],
+    run: Callable[[NetworkPhase], None],
+    conflicts: Callable[[str, str], str | None] = conflict,
+) -> None:
+    """``run`` every phase in a thread of its own, each as soon as every EARLIER phase it
+    conflicts with has finished. Later phases never hold up earlier ones, so this cannot
+    deadlock, and two conflicting phases never overlap whatever their durations.
+
+    The first exception a phase raised is raised again once all phases have ended."""
+    finished = {phase.name: threading.Event() for phase in phases}
+    errors: list[BaseException] = []
+
+    def start(index: int) -> None:
+        phase = phases[index]
+        try:
+            for earlier in phases[:index]:
+                if conflicts(earlier.name, phase.name) is not None:
+                    finished[earlier.name].wait()
+            run(phase)
+        except BaseException as exc:  # handed to the caller's thread below
+            errors.append(exc)
+        finally:
+            finished[phase.name].set()
+
+    threads = [
+        threading.Thread(target=start, args=(i,), name=f"phase-{p.name}", daemon=True)
+        for i, p in enumerate(phases)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
 def audit_scan_profile(rate: int) -> ScanProfile:
     """All TCP ports at ``rate`` packets a second at least; UDP on the common ports."""
     return ScanProfile(tcp_min_rate=rate, max_retries=1)
@@ -68,24 +152,38 @@ class NetworkProbes:
         guard: ScopeGuard,
         observer: AuditObserver,
         profile: ScanProfile,
+        *,
+        collected: threading.Event | None = None,
     ) -> None:
+        """``collected`` is set once the hosts' facts are in ``ctx.collection`` (or their
+        collection failed); the scans of protected networks wait for it. None: they are."""
         self.profile = profile
+        self.collected = collected
         self.ctx = ctx
         self.store = store
         self.guard = guard
         self.observer = observer
         self.inventory = ctx.inventory
 
-    def steps(self, options: AuditOptions) -> Iterator[tuple[str, str, Callable[[], None]]]:
+    def steps(self, options: AuditOptions) -> list[NetworkPhase]:
+        """The phases in the order they may start: a phase waits only for the earlier ones it
+        conflicts with (``CONFLICTS``). So the links are captured while the scans run; the
+        egress tests and the neighbour sweeps follow them, side by side."""
         seconds = options.link_capture_seconds
-        yield (
-            "links",
-            f"{seconds:.0f} s captures on the external networks",
-            lambda: self.links(seconds),
-        )
-        yield "egress", "egress attempts from receiving and processing hosts", self.egress
-        yield "scan", "port scans from each vantage point", self.scans
-        yield "discovery", "ARP / neighbour sweeps of protected networks", self.discovery
+        return [
+            NetworkPhase(
+                "links",
+                f"{seconds:.0f} s captures on the external networks",
+                lambda: self.links(seconds),
+            ),
+            NetworkPhase("scan", "port scans from each vantage point", self.scans),
+            NetworkPhase(
+                "egress", "egress attempts from receiving and processing hosts", self.egress
+            ),
+            NetworkPhase(
+                "discovery", "ARP / neighbour sweeps of protected networks", self.discovery
+            ),
+        ]
 
     # -- links ---------------------------------------------------------------------------
     def links(self, seconds: float) -> None:
@@ -111,9 +209,35 @@ class NetworkProbes:
         local = self._local_address(network)
         if local is None:
             return _no_vantage(network)
-        spec = CaptureSpec(local, "ip or ip6", max_seconds=seconds, network=network)
+        spec = CaptureSpec(local, self._link_filter(), max_seconds=seconds, network=network)
         self.observer.step("links", f"capturing on {network} for {seconds:.0f} s")
         return classify_link(spec, self.store)
+
+    def _link_filter(self) -> str:
+        """Every IP packet except the audit's own: to or from this machine's addresses and
+        the vantage hosts' (the auditor's outside machines). Those carry only the scans,
+        the SSH sessions and the egress test's targets, never the organisation's traffic,
+        so leaving them out lets the scans run while the links are captured."""
+        own = sorted(self._audit_addresses())
+        if not own:
+            return "ip or ip6"
+        return "(ip or ip6) and not (" + " or ".join(f"host {a}" for a in own) + ")"
+
+    def _audit_addresses(self) -> set[str]:
+        mine = {
+            str(address)
+            for definition in self.inventory.networks.values()
+            if definition.auditor is not None
+            for address in (definition.auditor.ipv4, definition.auditor.ipv6)
+            if address is not None
+        }
+        vantages = {
+            str(address)
+            for host in self.inventory.hosts_with(Role.VANTAGE)
+            for addresses in self.inventory.hosts[host].addresses.values()
+            for address in addresses
+        }
+        return mine | vantages
 
     # -- egress --------------------------------------------------------------------------
     def egress(self) -> None:
@@ -132,6 +256,7 @@ class NetworkProbes:
                     run_remote=remote,
                     sink=self.store,
                     check_target=self.guard.check,
+                    linger=EGRESS_LINGER_SECONDS,
                 )
                 self.ctx.egress[host] = _convert(attempt, _egress_observation)
 
@@ -172,9 +297,14 @@ class NetworkProbes:
     def _profile_for(self, network: str) -> ScanProfile:
         """All TCP ports toward external networks; inside the protected area the well-known
         range plus every port a collected host listens on, which is what the
-        unauthorized-access control needs and a fraction of the time."""
+        unauthorized-access control needs and a fraction of the time.
+
+        Only the protected networks' profile needs the collection, so only their scans wait
+        for it: the all-port scans, the audit's longest wait, start with the collection."""
         if self.inventory.networks[network].zone is not Zone.PROTECTED:
             return self.profile
+        if self.collected is not None:
+            self.collected.wait()
         ports = set(range(1, 1025)) | REMOTE_ACCESS_PORTS
         for attempt in self.ctx.collection.values():
             if (facts := attempt.collected) is not None:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,14 +20,31 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from auditor.audit.network import NetworkProbes, audit_scan_profile
+from auditor.audit.network import (
+    NetworkPhase,
+    NetworkProbes,
+    audit_scan_profile,
+    run_overlapping,
+)
 from auditor.audit.observer import AuditObserver
 from auditor.audit.options import AuditOptions
 from auditor.audit.scope import ScopeGuard
 from auditor.domain.errors import AuditorError
-from auditor.domain.files import UnsafePathError, check_output_dir, write_text_atomically
-from auditor.domain.findings import Finding, FindingsDocument, RunInfo, write_findings
+from auditor.domain.files import (
+    UnsafePathError,
+    check_output_dir,
+    write_bytes_atomically,
+    write_text_atomically,
+)
+from auditor.domain.findings import (
+    Finding,
+    FindingsDocument,
+    RunInfo,
+    WaiverWarning,
+    write_findings,
+)
 from auditor.domain.inventory import Inventory, load_inventory
+from auditor.domain.waivers import WAIVERS_COPY, LoadedWaivers, apply_waivers, load_waivers
 from auditor.evidence.store import (
     INDEX_FILE,
     EvidenceError,
@@ -35,6 +53,7 @@ from auditor.evidence.store import (
     seal_run,
 )
 from policies.context import AuditContext
+from policies.model import load_controls
 from policies.registry import evaluate_all
 from policies.snapshot import OBSERVATIONS_FILE, write_observations
 from probes.host_collector import collect_inventory
@@ -54,6 +73,13 @@ class AuditResult:
     problems: list[str] = field(default_factory=list)
     #: artifacts in the evidence store at the end: 0 means nothing could be collected at all
     artifacts: int = 0
+    #: the audit's wall time, from the first phase to the last file written (phases overlap:
+    #: this, not the sum of ``phases``, is how long the audit took)
+    seconds: float = 0.0
+    #: of which the phases, from the first one's start to the last one's end
+    phases_seconds: float = 0.0
+    #: the problems of the waivers file, when one was applied (docs/waivers.md)
+    waiver_warnings: list[WaiverWarning] | None = None
 
 
 #: What makes a non-empty folder acceptable as ``--out``: an earlier run of the auditor holds
@@ -88,9 +114,14 @@ def load_for_audit(inventory_path: Path) -> Inventory:
 
 
 class _Phases:
+    """Times each phase on its own clock: network phases overlap, so each one's seconds are
+    its own wall time from start to end, and their sum can exceed the audit's
+    (``AuditResult.seconds``)."""
+
     def __init__(self, observer: AuditObserver, result: AuditResult) -> None:
         self.observer = observer
         self.result = result
+        self._lock = threading.Lock()  # phases in threads of their own record here
 
     @contextmanager
     def phase(self, name: str, description: str) -> Iterator[None]:
@@ -100,12 +131,18 @@ class _Phases:
             yield
         except Exception as exc:  # one phase's failure must not lose the others' results
             message = f"{type(exc).__name__}: {exc}"
-            self.result.problems.append(f"{name}: {message}")
+            with self._lock:
+                self.result.problems.append(f"{name}: {message}")
             self.observer.problem(name, message)
         finally:
             seconds = time.monotonic() - began
-            self.result.phases[name] = round(seconds, 3)
+            with self._lock:
+                self.result.phases[name] = round(seconds, 3)
             self.observer.phase_finished(name, seconds)
+
+    def run(self, step: NetworkPhase) -> None:
+        with self.phase(step.name, step.description):
+            step.run()
 
 
 def run_audit(
@@ -113,6 +150,7 @@ def run_audit(
     out_dir: Path,
     observer: AuditObserver,
     options: AuditOptions | None = None,
+    waivers: Path | None = None,
 ) -> AuditResult:
     """Run every probe and control; write findings.json and the evidence under ``out_dir``.
 
@@ -122,6 +160,7 @@ def run_audit(
     options = options or AuditOptions()
     check_out_dir(out_dir)
     inventory = load_for_audit(inventory_path)
+    accepted = load_waivers(waivers) if waivers is not None else None  # refused before probing
     guard = ScopeGuard.from_inventory(inventory)
     started = datetime.now(UTC)
     run_id = new_run_id(started)
@@ -133,6 +172,7 @@ def run_audit(
     except EvidenceError as exc:
         raise AuditError(f"cannot start the evidence store in {out_dir}: {exc}") from exc
     result = AuditResult(out_dir, [])
+    began = time.monotonic()
     phases = _Phases(observer, result)
     ctx = AuditContext(inventory=inventory)
     info = RunInfo(
@@ -146,11 +186,16 @@ def run_audit(
             ctx, phases=phases, store=store, guard=guard, options=options, observer=observer
         )
     finally:
+        result.phases_seconds = round(time.monotonic() - began, 3)
         closing = _close(store, result)
     info.finished = datetime.now(UTC).isoformat()
     info.phases = dict(result.phases)
+    if accepted is not None:
+        _waive(out_dir, result, accepted, started, observer)
     try:
-        document = FindingsDocument(run=info, findings=result.findings)
+        document = FindingsDocument(
+            run=info, findings=result.findings, waiver_warnings=result.waiver_warnings
+        )
         write_findings(out_dir / "findings.json", document)
     except OSError as exc:  # a full disk: the evidence stored so far still verifies
         raise AuditError(
@@ -161,6 +206,7 @@ def run_audit(
         raise AuditError(closing)
     _render(out_dir, inventory_path, result, observer)
     sealing = _seal(out_dir)
+    result.seconds = round(time.monotonic() - began, 3)
     if sealing:
         raise AuditError(sealing)
     return result
@@ -180,16 +226,39 @@ def _close(store: EvidenceStore, result: AuditResult) -> str | None:
 
 def _seal(out_dir: Path) -> str | None:
     """Seal the run's files (findings.json, facts.json, observations.json, the inventory copy,
-    every report) into its closed evidence, last, once they are all written, so that verify
-    checks them too. On failure (a link planted at one's name, a full disk) say so: the
-    evidence still verifies, and verify says that the files are not sealed."""
+    the waivers applied, every report) into its closed evidence, last, once they are all
+    written, so that verify checks them too. On failure (a link planted at one's name, a full
+    disk) say so: the evidence still verifies, and verify says that the files are not sealed."""
     from auditor.report import written_names
 
     try:
-        seal_run(out_dir, ["findings.json", "facts.json", OBSERVATIONS_FILE, *written_names()])
+        names = ["findings.json", "facts.json", OBSERVATIONS_FILE, WAIVERS_COPY]
+        seal_run(out_dir, [*names, *written_names()])
     except EvidenceError as exc:
         return f"the run's files could not be sealed: {exc}"
     return None
+
+
+def _waive(
+    out_dir: Path,
+    result: AuditResult,
+    accepted: LoadedWaivers,
+    started: datetime,
+    observer: AuditObserver,
+) -> None:
+    """Apply the waivers to the judged findings (on the auditing machine's date when the run
+    started) and keep the exact text applied in the run folder, where it is sealed."""
+    today = started.astimezone().date()
+    outcome = apply_waivers(
+        result.findings, accepted.waivers, today=today, controls=load_controls()
+    )
+    result.findings, result.waiver_warnings = outcome.findings, outcome.warnings
+    try:
+        write_bytes_atomically(out_dir / WAIVERS_COPY, accepted.content)
+    except OSError as exc:  # the findings still carry the waivers; the copy is missing
+        message = f"cannot copy {accepted.path} to {out_dir / WAIVERS_COPY}: {exc}"
+        result.problems.append(f"waivers: {message}")
+        observer.problem("waivers", message)
 
 
 def _render(
@@ -217,29 +286,54 @@ def _run_phases(
     observer: AuditObserver,
 ) -> None:
     result = phases.result
-    with phases.phase(
-        "collect", f"SSH collection from {len(ctx.inventory.organisation_hosts())} hosts"
-    ):
-        ctx.collection = collect_inventory(ctx.inventory, store, guard.check)
-        ctx.collection.update(collect_windows_inventory(ctx.inventory, store, guard.check))
-        for host, attempt in ctx.collection.items():
-            if attempt.error is not None:
-                observer.problem(
-                    "collect", f"{host}: {attempt.error.reason}: {attempt.error.message}"
-                )
-        write_facts(phases.result.run_dir / "facts.json", ctx)
+    collected = threading.Event()  # the scans of protected networks wait for the listeners
+    collection = NetworkPhase(
+        "collect",
+        f"SSH collection from {len(ctx.inventory.organisation_hosts())} hosts",
+        lambda: _collect(
+            ctx,
+            store=store,
+            guard=guard,
+            observer=observer,
+            collected=collected,
+            run_dir=result.run_dir,
+        ),
+    )
     if options.network_probes:
         profile = audit_scan_profile(options.scan_rate)
-        network = NetworkProbes(ctx, store, guard, observer, profile)
-        for name, description, step in network.steps(options):
-            with phases.phase(name, description):
-                step()
+        network = NetworkProbes(ctx, store, guard, observer, profile, collected=collected)
+        steps = [collection, *network.steps(options)]
+    else:
+        steps = [collection]
+    for step in steps:  # findings.json lists the phases in this order, however they end
+        result.phases.setdefault(step.name, 0.0)
+    run_overlapping(steps, phases.run)
     with phases.phase("model", "topology graph and compiled firewalls"):
         ctx.topology = _build_topology(ctx)
     with phases.phase("judge", "controls"):
         result.findings = evaluate_all(ctx)
         # After judging, so that failing to write it (a full disk) never costs the findings.
         write_observations(phases.result.run_dir / OBSERVATIONS_FILE, ctx)
+
+
+def _collect(
+    ctx: AuditContext,
+    *,
+    store: EvidenceStore,
+    guard: ScopeGuard,
+    observer: AuditObserver,
+    collected: threading.Event,
+    run_dir: Path,
+) -> None:
+    try:
+        ctx.collection = collect_inventory(ctx.inventory, store, guard.check)
+        ctx.collection.update(collect_windows_inventory(ctx.inventory, store, guard.check))
+    finally:  # also when it failed: the scans then go ahead without the listeners
+        collected.set()
+    for host, attempt in ctx.collection.items():
+        if attempt.error is not None:
+            observer.problem("collect", f"{host}: {attempt.error.reason}: {attempt.error.message}")
+    write_facts(run_dir / "facts.json", ctx)
 
 
 def write_facts(path: Path, ctx: AuditContext) -> None:

@@ -65,13 +65,18 @@ def print_summary(
     phases: dict[str, float],
     out_dir: Path,
     waiver_warnings: Sequence[WaiverWarning] = (),
+    *,
+    seconds: float | None = None,
 ) -> None:
+    """``seconds``: the audit's wall time. The network phases overlap, so their sum is more
+    than the audit took; without it no total is printed."""
     console.print(summary_table(findings))
     print_counts(console, findings)
     print_waivers(console, findings, waiver_warnings)
     if phases:
-        timing = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items())
-        console.print(f"Time per phase: {timing}; total {sum(phases.values()):.1f} s")
+        timing = ", ".join(f"{name} {took:.1f} s" for name, took in phases.items())
+        total = f"; the audit {seconds:.1f} s (phases overlap)" if seconds is not None else ""
+        console.print(f"Time per phase: {timing}{total}")
     console.print(untrusted(f"Findings and evidence: {out_dir}"))
 
 

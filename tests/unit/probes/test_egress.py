@@ -83,6 +83,17 @@ def test_a_command_that_outlived_its_bound_is_a_timeout() -> None:
     assert classify(Kind("tcp", 22), None, True, "") is Outcome.TIMEOUT
 
 
+def test_a_command_refused_a_channel_was_not_executed_not_timed_out() -> None:
+    """What auditor.audit.remote.SshRemote answers when the server refuses a session (more
+    than its MaxSessions open at once): no exit status, not stopped at the bound."""
+    refused = (
+        "unreachable: recv-srv (10.98.21.20:22): cannot open a channel: "
+        "ChannelException(2, 'Connect failed')"
+    )
+    assert classify(Kind("tcp", 80), None, False, refused) is Outcome.NOT_EXECUTED
+    assert classify(Kind("icmp"), None, False, "") is Outcome.NOT_EXECUTED
+
+
 @dataclass
 class EgressNet:
     inet: Bridge

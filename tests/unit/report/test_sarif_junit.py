@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from junitparser import Error, Failure, JUnitXml, Skipped
 
 from auditor.domain.findings import Status
-from auditor.report.junit import JUNIT_FILE
+from auditor.report.junit import JUNIT_FILE, build_junit
 from auditor.report.run import load_run
 from auditor.report.sarif import SARIF_FILE
 
@@ -116,3 +118,17 @@ def test_junit_parses_back_with_the_right_counts(failing_run: Path) -> None:
         else:
             assert kinds == set() and case.is_passed
     assert (xml.failures, xml.errors, xml.skipped, xml.tests) == (3, 1, 0, len(run.findings))
+
+
+def test_junit_time_is_the_runs_wall_time_not_the_sum_of_overlapping_phases(
+    failing_run: Path,
+) -> None:
+    run = load_run(failing_run)
+    info = run.document.run
+    assert info.finished is not None
+    wall = (
+        datetime.fromisoformat(info.finished) - datetime.fromisoformat(info.started)
+    ).total_seconds()
+    run.document.run.phases = {"links": wall, "scan": wall, "egress": wall}  # overlapping
+    root = build_junit(run).getroot()
+    assert float(root.attrib["time"]) == pytest.approx(wall, abs=0.001)
