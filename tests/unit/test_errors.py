@@ -73,3 +73,39 @@ def test_other_exceptions_keep_their_traceback(monkeypatch: pytest.MonkeyPatch) 
 
     with pytest.raises(ZeroDivisionError):
         run_app(root)
+
+
+def _probe_app() -> typer.Typer:
+    root = typer.Typer()
+
+    @root.command()
+    def probe(count: int = 1, verdict: int = 0) -> None:
+        if verdict:
+            raise typer.Exit(verdict)
+
+    @root.command()
+    def other() -> None:
+        """A second command, so that the first is chosen by name."""
+
+    return root
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["probe", "--count", "many"], ["probe", "--no-such-option"], ["no-such-command"]],
+)
+def test_a_usage_error_is_exit_3_never_the_inconclusive_2(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        run_app(_probe_app(), args)
+    assert exited.value.code == ExitCode.CANNOT_RUN
+    err = capsys.readouterr().err
+    assert "Usage:" in err and "Error:" in err
+
+
+@pytest.mark.parametrize("verdict", [0, 1, 2, 4])
+def test_a_commands_own_exit_code_passes_through(verdict: int) -> None:
+    with pytest.raises(SystemExit) as exited:
+        run_app(_probe_app(), ["probe", "--verdict", str(verdict)])
+    assert exited.value.code == verdict
