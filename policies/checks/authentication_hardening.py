@@ -25,11 +25,18 @@ from collections.abc import Callable
 from pathlib import PurePosixPath
 
 from auditor.domain.facts import HostFacts
-from auditor.domain.findings import Finding, Status
+from auditor.domain.findings import Finding
 from policies.context import AuditContext
 from policies.model import Control
 from policies.support.common import Outcome, inconclusive, judge_each
-from policies.support.criteria import Criterion, Line, any_of
+from policies.support.criteria import (
+    CriteriaWording,
+    Criterion,
+    Line,
+    any_of,
+    criteria_outcome,
+)
+from policies.support.pam import may_skip, pam_stack
 from probes.parsers import ParseError, parse_grep_lines, parse_pam_directory
 from probes.parsers.authentication import (
     Setting,
@@ -76,7 +83,6 @@ JUDGED_KEYWORDS = frozenset(
 )
 #: pam_faillock's deny when neither its arguments nor faillock.conf set one (pam_faillock(8)).
 FAILLOCK_DEFAULT_DENY = 3
-MAX_INCLUDE_DEPTH = 10
 SSHD_PAM = f"{PAM_DIR}/sshd"
 
 Settings = dict[str, list[Setting]]
@@ -106,32 +112,18 @@ def _judge(ctx: AuditContext, control: Control, host: str) -> Outcome:
     return verdict(control, host, facts, criteria)
 
 
+WORDING = CriteriaWording(
+    topic_ja="認証強化", passed_en="hardens its logins", passed_ja="はログインの認証を強化している"
+)
+
+
 def verdict(control: Control, host: str, facts: HostFacts, criteria: list[Criterion]) -> Outcome:
-    failing = [c for c in criteria if c.holds is False]
-    unknown = [c for c in criteria if c.holds is None]
-    actual = " | ".join(c.describe() for c in criteria)
-    if failing:
-        status = Status.FAIL
-        names = ", ".join(c.name for c in failing)
-        en = f"{host} does not meet: {names} ({'; '.join(c.detail for c in failing)})"
-        ja = f"{host} は認証強化の基準を満たさない: {names}"
-    elif unknown:
-        status = Status.INCONCLUSIVE
-        names = ", ".join(c.name for c in unknown)
-        en = f"cannot tell whether {host} meets: {names} ({'; '.join(c.detail for c in unknown)})"
-        ja = f"{host} の認証強化の基準 {names} を判定できない"
-    else:
-        status = Status.PASS
-        en = f"{host} hardens its logins: " + "; ".join(c.detail for c in criteria)
-        ja = f"{host} はログインの認証を強化している(全基準を満たす)"
-    return Outcome(
-        status,
-        en,
-        ja,
-        expected=control.criteria.en,
-        actual=actual,
-        reason=en if status is Status.INCONCLUSIVE else None,
-        evidence=[r for k, r in facts.evidence.items() if k.startswith(EVIDENCE_PREFIXES)],
+    return criteria_outcome(
+        control,
+        host,
+        criteria,
+        WORDING,
+        [r for k, r in facts.evidence.items() if k.startswith(EVIDENCE_PREFIXES)],
     )
 
 
@@ -344,11 +336,11 @@ def second_factor(sshd: Settings, pam: dict[str, list[PamLine]] | str) -> Criter
         return Criterion(name, None, f"/etc/pam.d was not read: {pam}")
     if SSHD_PAM not in pam:
         return Criterion(name, None, f"{SSHD_PAM} was not found")
-    stack = auth_stack(pam, SSHD_PAM)
+    stack = pam_stack(pam, SSHD_PAM, "auth")
     for index, line in enumerate(stack):
         if PurePosixPath(line.module).name not in SECOND_FACTOR_MODULES:
             continue
-        if line.control in ("required", "requisite") and not _may_skip(stack, index):
+        if line.control in ("required", "requisite") and not may_skip(stack, index):
             return Criterion(
                 name,
                 True,
@@ -362,34 +354,6 @@ def second_factor(sshd: Settings, pam: dict[str, list[PamLine]] | str) -> Criter
             [_pam_line(line)],
         )
     return Criterion(name, False, "no second-factor module in sshd's PAM auth stack")
-
-
-def auth_stack(
-    files: dict[str, list[PamLine]], path: str, depth: int = 0, seen: frozenset[str] = frozenset()
-) -> list[PamLine]:
-    """The auth lines a service runs, includes and substacks expanded in place."""
-    if depth > MAX_INCLUDE_DEPTH or path in seen:
-        return []
-    stack: list[PamLine] = []
-    for line in files.get(path, []):
-        if line.includes and (line.control == "@include" or line.type == "auth"):
-            target = line.module if line.module.startswith("/") else f"{PAM_DIR}/{line.module}"
-            stack += auth_stack(files, target, depth + 1, seen | {path})
-        elif line.type == "auth":
-            stack.append(line)
-    return stack
-
-
-def _may_skip(stack: list[PamLine], index: int) -> bool:
-    """Can an earlier line end the stack (sufficient, done) or jump over this one?"""
-    for earlier, line in enumerate(stack[:index]):
-        actions = line.actions
-        if line.control == "sufficient" or "done" in actions.values():
-            return True
-        jumps = [int(a) for a in actions.values() if a.isdigit()]
-        if jumps and earlier + max(jumps) >= index:
-            return True
-    return False
 
 
 def _pam_line(line: PamLine) -> Line:
@@ -465,7 +429,9 @@ def _faillock_stack(
     if isinstance(pam, str):
         return Criterion(name, None, f"/etc/pam.d was not read: {pam}")
     stack = [
-        x for x in auth_stack(pam, SSHD_PAM) if PurePosixPath(x.module).name == "pam_faillock.so"
+        x
+        for x in pam_stack(pam, SSHD_PAM, "auth")
+        if PurePosixPath(x.module).name == "pam_faillock.so"
     ]
     counts = any("authfail" in x.args for x in stack)
     refuses = any("preauth" in x.args or "authsucc" in x.args for x in stack)

@@ -27,11 +27,17 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from auditor.domain.facts import HostFacts
-from auditor.domain.findings import Finding, Status
+from auditor.domain.findings import Finding
 from policies.context import AuditContext
 from policies.model import Control
 from policies.support.common import Outcome, inconclusive, judge_each
-from policies.support.criteria import Criterion, Line, any_of
+from policies.support.criteria import (
+    CriteriaWording,
+    Criterion,
+    Line,
+    any_of,
+    criteria_outcome,
+)
 from policies.support.privileged_commands import auditd_route, pam_tty_audit_route
 
 JOURNALD_CONF = "/etc/systemd/journald.conf"
@@ -60,6 +66,13 @@ def check(ctx: AuditContext, control: Control) -> list[Finding]:
     return judge_each(ctx, control, lambda host: _judge(ctx, control, host))
 
 
+WORDING = CriteriaWording(
+    topic_ja="動作記録",
+    passed_en="records operations persistently",
+    passed_ja="は動作を永続的に記録している",
+)
+
+
 def _judge(ctx: AuditContext, control: Control, host: str) -> Outcome:
     facts = ctx.facts(host)
     if facts is None:
@@ -69,32 +82,8 @@ def _judge(ctx: AuditContext, control: Control, host: str) -> Outcome:
             f"{host} の動作記録を判定できない: {problem}",
         )
     criteria = judge_criteria(ctx, host, facts)
-    failing = [c for c in criteria if c.holds is False]
-    unknown = [c for c in criteria if c.holds is None]
-    actual = " | ".join(c.describe() for c in criteria)
-    if failing:
-        status = Status.FAIL
-        names = ", ".join(c.name for c in failing)
-        en = f"{host} does not meet: {names} ({'; '.join(c.detail for c in failing)})"
-        ja = f"{host} は動作記録の基準を満たさない: {names}"
-    elif unknown:
-        status = Status.INCONCLUSIVE
-        names = ", ".join(c.name for c in unknown)
-        en = f"cannot tell whether {host} meets: {names} ({'; '.join(c.detail for c in unknown)})"
-        ja = f"{host} の動作記録の基準 {names} を判定できない"
-    else:
-        status = Status.PASS
-        en = f"{host} records operations persistently: " + "; ".join(c.detail for c in criteria)
-        ja = f"{host} は動作を永続的に記録している(全基準を満たす)"
-    return Outcome(
-        status,
-        en,
-        ja,
-        expected=control.criteria.en,
-        actual=actual,
-        reason=en if status is Status.INCONCLUSIVE else None,
-        evidence=[r for k, r in facts.evidence.items() if k.startswith(EVIDENCE_PREFIXES)],
-    )
+    evidence = [r for k, r in facts.evidence.items() if k.startswith(EVIDENCE_PREFIXES)]
+    return criteria_outcome(control, host, criteria, WORDING, evidence)
 
 
 def judge_criteria(ctx: AuditContext, host: str, facts: HostFacts) -> list[Criterion]:

@@ -28,13 +28,19 @@ from pathlib import PurePosixPath
 from typing import TypeVar
 
 from auditor.domain.facts import HostFacts
-from auditor.domain.findings import Finding, Status
+from auditor.domain.findings import Finding
 from policies.checks.authentication_hardening import lockout
 from policies.checks.operation_logging import SyslogRule, rsyslog_rules, selects
 from policies.context import AuditContext
 from policies.model import Control
 from policies.support.common import Outcome, inconclusive, judge_each
-from policies.support.criteria import Criterion, Line, any_of
+from policies.support.criteria import (
+    CriteriaWording,
+    Criterion,
+    Line,
+    any_of,
+    criteria_outcome,
+)
 from policies.support.privileged_commands import audit_state, judge_rule_source
 from probes.parsers import ParseError, parse_pam_directory
 from probes.parsers.audit import AuditRule
@@ -111,29 +117,20 @@ def not_collected(facts: HostFacts) -> list[str]:
     return [] if any(present(k) for k in OWN_FACTS) else list(OWN_FACTS)
 
 
+WORDING = CriteriaWording(
+    topic_ja="検知・制御",
+    passed_en="detects and controls",
+    passed_ja="は想定外の操作を検知し、制御している",
+)
+
+
 def verdict(control: Control, host: str, facts: HostFacts, criteria: list[Criterion]) -> Outcome:
-    failing = [c for c in criteria if c.holds is False]
-    unknown = [c for c in criteria if c.holds is None]
-    if failing:
-        status, names = Status.FAIL, ", ".join(c.name for c in failing)
-        en = f"{host} does not meet: {names} ({'; '.join(c.detail for c in failing)})"
-        ja = f"{host} は検知・制御の基準を満たさない: {names}"
-    elif unknown:
-        status, names = Status.INCONCLUSIVE, ", ".join(c.name for c in unknown)
-        en = f"cannot tell whether {host} meets: {names} ({'; '.join(c.detail for c in unknown)})"
-        ja = f"{host} の検知・制御の基準 {names} を判定できない"
-    else:
-        status = Status.PASS
-        en = f"{host} detects and controls: " + "; ".join(c.detail for c in criteria)
-        ja = f"{host} は想定外の操作を検知し、制御している(全基準を満たす)"
-    return Outcome(
-        status,
-        en,
-        ja,
-        expected=control.criteria.en,
-        actual=" | ".join(c.describe() for c in criteria),
-        reason=en if status is Status.INCONCLUSIVE else None,
-        evidence=[r for k, r in facts.evidence.items() if k.startswith(EVIDENCE_PREFIXES)],
+    return criteria_outcome(
+        control,
+        host,
+        criteria,
+        WORDING,
+        [r for k, r in facts.evidence.items() if k.startswith(EVIDENCE_PREFIXES)],
     )
 
 

@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from auditor.domain.facts import HostFacts, Process
 from policies.support.criteria import Criterion, Line
+from policies.support.pam import may_skip, pam_stack
 from probes.parsers import (
     ParseError,
     parse_audit_config,
@@ -47,7 +48,6 @@ TTY_TYPES = {"TTY": 1319}
 #: Services through which a person gets a root shell: logging in, or switching user.
 LOGIN_SERVICES = ("sshd", "login")
 SWITCH_SERVICES = ("su", "su-l", "sudo", "sudo-i")
-MAX_INCLUDE_DEPTH = 16
 
 T = TypeVar("T")
 
@@ -570,37 +570,6 @@ def _everyone(args: Iterable[str]) -> bool | None:
     return result
 
 
-def session_stack(files: dict[str, list[PamLine]], path: str) -> list[PamLine]:
-    """The session lines a service runs, includes and substacks expanded in place."""
-    return _expand(files, path, 0, frozenset())
-
-
-def _expand(files: dict[str, list[PamLine]], path: str, depth: int,
-            seen: frozenset[str]) -> list[PamLine]:  # fmt: skip
-    if depth > MAX_INCLUDE_DEPTH or path in seen:
-        return []
-    stack: list[PamLine] = []
-    for line in files.get(path, []):
-        if line.includes and (line.control == "@include" or line.type == "session"):
-            target = line.module if line.module.startswith("/") else f"{PAM_DIR}/{line.module}"
-            stack += _expand(files, target, depth + 1, seen | {path})
-        elif line.type == "session":
-            stack.append(line)
-    return stack
-
-
-def _may_skip(stack: list[PamLine], index: int) -> bool:
-    """Can an earlier line end the stack (sufficient, done) or jump over this one?"""
-    for earlier, line in enumerate(stack[:index]):
-        actions = line.actions
-        if line.control == "sufficient" or "done" in actions.values():
-            return True
-        jumps = [int(a) for a in actions.values() if a.isdigit()]
-        if jumps and earlier + max(jumps) >= index:
-            return True
-    return False
-
-
 def tty_audit(stack: list[PamLine]) -> TtyAudit:
     result = TtyAudit()
     for index, line in enumerate(stack):
@@ -614,7 +583,7 @@ def tty_audit(stack: list[PamLine]) -> TtyAudit:
         if everyone is not None:
             result.everyone = everyone
         result.deciding.append(line)
-        if _may_skip(stack, index):
+        if may_skip(stack, index):
             result.unsure.append(line)
     return result
 
@@ -641,7 +610,7 @@ def pam_tty_audit_route(facts: HostFacts) -> Criterion:
     services = [s for s in LOGIN_SERVICES + SWITCH_SERVICES if f"{PAM_DIR}/{s}" in config]
     if "sshd" not in services:
         return Criterion(name, None, f"{PAM_DIR}/sshd was not found")
-    audits = {s: tty_audit(session_stack(config, f"{PAM_DIR}/{s}")) for s in services}
+    audits = {s: tty_audit(pam_stack(config, f"{PAM_DIR}/{s}", "session")) for s in services}
     verdict = _services_verdict(audits)
     if verdict.holds is not True:
         return Criterion(name, verdict.holds, verdict.detail, verdict.lines)
