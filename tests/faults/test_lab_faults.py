@@ -359,9 +359,12 @@ def test_output_cut_off_halfway(lab: LabState, reference: fk.AuditRun, tmp_path:
     for command in ("ip -4 -j route show table all", "sudo -n /usr/sbin/nft -j list ruleset"):
         assert fk.stored(run.out, "term-2", command), command
     assert {f["control"] for f in run.of("term-2") if f["status"] == "pass"} == {
+        "authentication-hardening",
         "no-remote-control-software",
         "operation-logging",
+        "security-updates-applied",
         "terminal-removable-media-blocked",
+        "unexpected-operation-detection",
     }
 
 
