@@ -28,7 +28,7 @@ from typing import Any
 
 from auditor.domain.attempts import Attempt, ErrorReason
 from auditor.domain.errors import AuditorError
-from auditor.domain.facts import HostFacts, HostKey, Interface
+from auditor.domain.facts import HostFacts, HostKey, Interface, IptablesListings
 from auditor.domain.inventory import Inventory, SshAccess
 from auditor.domain.protocols import EvidenceSink, ScopeCheck
 from probes.parsers import (
@@ -84,6 +84,7 @@ TOOL_VERSION_COMMANDS: dict[str, str] = {
     "iproute2": "ip -V",
     "ss": "ss -V",
     "nft": "/usr/sbin/nft --version",
+    "iptables": "/usr/sbin/iptables --version",
     "wg": "/usr/bin/wg --version",
     "procps": "ps -V",
     "dpkg": "dpkg-query --version",
@@ -110,6 +111,9 @@ class Step:
     max_output: int | None = None  #: None: the session's default bound
     #: A missing file is an answer (None in the outputs), not an error.
     absent_ok: bool = False
+    #: Run only when this holds of the rule's earlier outputs and the facts built so far;
+    #: otherwise the step's output is None and nothing is sent to the host.
+    only_if: Callable[[Outputs, Mapping[str, Any]], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -310,6 +314,80 @@ APT_LISTS_TIMES_COMMAND = (
 )
 
 
+#: The tables iptables-legacy has registered in the kernel, one name per line (root-only; the
+#: file is absent until the legacy module is loaded). Read first: iptables-legacy-save is run
+#: only where a table exists, so that auditing never loads a kernel module on the host.
+LEGACY_NAMES = {4: "/proc/net/ip_tables_names", 6: "/proc/net/ip6_tables_names"}
+LEGACY_SAVE = {4: "/usr/sbin/iptables-legacy-save", 6: "/usr/sbin/ip6tables-legacy-save"}
+NFT_SAVE = {4: "/usr/sbin/iptables-nft-save", 6: "/usr/sbin/ip6tables-nft-save"}
+_NFT_FAMILY = {4: "ip", 6: "ip6"}
+
+
+def _legacy_tables_exist(version: int) -> Callable[[Outputs, Mapping[str, Any]], bool]:
+    def check(outputs: Outputs, _facts: Mapping[str, Any]) -> bool:
+        names = outputs.get(f"iptables:legacy-names-v{version}")
+        return bool(names and names.strip())
+
+    return check
+
+
+def _nft_holds_xt(version: int) -> Callable[[Outputs, Mapping[str, Any]], bool]:
+    """iptables-nft-save is asked only where ``nft -j`` listed xtables expressions (matches
+    and targets it cannot open) in that family's tables."""
+
+    def check(_outputs: Outputs, facts: Mapping[str, Any]) -> bool:
+        document = facts.get("nftables")
+        return isinstance(document, dict) and has_xt_expressions(document, _NFT_FAMILY[version])
+
+    return check
+
+
+def has_xt_expressions(document: Mapping[str, Any], family: str) -> bool:
+    for statement in document.get("nftables", []):
+        rule = statement.get("rule") if isinstance(statement, dict) else None
+        if isinstance(rule, dict) and rule.get("family") == family:
+            exprs = rule.get("expr")
+            if isinstance(exprs, list) and any(isinstance(e, dict) and "xt" in e for e in exprs):
+                return True
+    return False
+
+
+def _iptables_rule() -> FactRule:
+    steps: list[Step] = []
+    for version in (4, 6):
+        names = f"iptables:legacy-names-v{version}"
+        steps.append(Step(names, f"sudo -n /usr/bin/cat {LEGACY_NAMES[version]}", absent_ok=True))
+        steps.append(
+            Step(
+                f"iptables:legacy-v{version}",
+                f"sudo -n {LEGACY_SAVE[version]}",
+                "iptables",
+                only_if=_legacy_tables_exist(version),
+            )
+        )
+        steps.append(
+            Step(
+                f"iptables:nft-v{version}",
+                f"sudo -n {NFT_SAVE[version]}",
+                "iptables",
+                only_if=_nft_holds_xt(version),
+            )
+        )
+    return FactRule("iptables", tuple(steps), _build_iptables)
+
+
+def _build_iptables(outputs: Outputs) -> object:
+    def listing(key: str) -> str | None:
+        return outputs[f"iptables:{key}"]
+
+    return IptablesListings(
+        legacy_v4=listing("legacy-v4"),
+        legacy_v6=listing("legacy-v6"),
+        nft_v4=listing("nft-v4"),
+        nft_v6=listing("nft-v6"),
+    )
+
+
 DEFAULT_PLAN = HostPlan(
     rules=(
         single("interfaces", "ip -j addr show", parse_ip_addr, "iproute2"),
@@ -340,6 +418,8 @@ DEFAULT_PLAN = HostPlan(
             lambda t: parse_flag(t, "ipv6 forwarding"),
         ),
         single("nftables", "sudo -n /usr/sbin/nft -j list ruleset", parse_nft_ruleset, "nft"),
+        # After nftables: whether iptables-nft-save is needed depends on what nft listed.
+        _iptables_rule(),
         single("listeners", "sudo -n /usr/bin/ss -H -t -u -l -n -p", parse_ss, "ss"),
         single("processes", "ps -eo pid=,user=,comm=,args=", parse_ps, "procps"),
         _wireguard_rule(),
@@ -604,6 +684,9 @@ def _apply_rule(rule: FactRule, run: _HostRun, collected: _Collected) -> None:
     outputs: dict[str, str | None] = {}
     failures: list[_StepError] = []
     for step in rule.steps:
+        if step.only_if is not None and not step.only_if(outputs, collected.values):
+            outputs[step.key] = None
+            continue
         try:
             outputs[step.key] = run.output(step)
         except _StepError as exc:

@@ -84,6 +84,18 @@ class HostKey(_Fact):
     fingerprint: str  #: "SHA256:..."
 
 
+class IptablesListings(_Fact):
+    """``iptables-save`` listings, as text. ``None`` where there is nothing to read: no legacy
+    table is registered in the kernel (``/proc/net/ip*_tables_names`` empty or absent), or the
+    nftables rule set holds no xtables expression of that family (nothing iptables-nft wrote
+    that ``nft -j`` cannot open)."""
+
+    legacy_v4: str | None = None  #: iptables-legacy-save
+    legacy_v6: str | None = None  #: ip6tables-legacy-save
+    nft_v4: str | None = None  #: iptables-nft-save
+    nft_v6: str | None = None  #: ip6tables-nft-save
+
+
 class HostFacts(_Fact):
     """Everything collected from one host. Each field is None when its collection failed."""
 
@@ -94,6 +106,10 @@ class HostFacts(_Fact):
     forwarding_v4: bool | None = None
     forwarding_v6: bool | None = None
     nftables: dict[str, Any] | None = None  #: `nft -j list ruleset` as parsed JSON
+    #: Rules beside nftables. None when not collected: an error in ``errors`` says why (the
+    #: firewall is then uncertain wherever legacy rules could drop), or, with no error, facts
+    #: recorded before this was collected (read as no legacy rules).
+    iptables: IptablesListings | None = None
     listeners: list[Listener] | None = None
     processes: list[Process] | None = None
     wireguard: list[WireguardInterface] | None = None
