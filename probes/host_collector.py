@@ -28,7 +28,7 @@ from typing import Any
 
 from auditor.domain.attempts import Attempt, ErrorReason
 from auditor.domain.errors import AuditorError
-from auditor.domain.facts import HostFacts, HostKey, Interface, IptablesListings
+from auditor.domain.facts import HostFacts, HostKey, Interface, IptablesListings, IptablesSave
 from auditor.domain.inventory import Inventory, SshAccess
 from auditor.domain.protocols import EvidenceSink, ScopeCheck
 from probes.parsers import (
@@ -60,6 +60,7 @@ from probes.parsers.authentication import (
 from probes.parsers.detection import parse_cron, parse_ossec_conf, parse_tmout
 from probes.parsers.grep import parse_grep_lines
 from probes.parsers.hostkey import fingerprint_sha256
+from probes.parsers.iptables import iptables_save_fact
 from probes.ssh import (
     SAFE_FILE_NAME,
     AllowList,
@@ -377,8 +378,11 @@ def _iptables_rule() -> FactRule:
 
 
 def _build_iptables(outputs: Outputs) -> object:
-    def listing(key: str) -> str | None:
-        return outputs[f"iptables:{key}"]
+    def listing(key: str) -> IptablesSave | None:
+        text = outputs[f"iptables:{key}"]
+        # Garbage is a parse error of the whole fact, with its line: the firewall is then
+        # uncertain wherever iptables rules could drop (topology/hostrules.py).
+        return None if text is None else iptables_save_fact(text)
 
     return IptablesListings(
         legacy_v4=listing("legacy-v4"),

@@ -34,6 +34,7 @@ from typing import Any
 
 from netaddr import IPAddress
 
+from topology.addrtypes import AddressTypes
 from topology.fields import NO_DEVICE, PORT_PROTOS, IntervalSet, NameSet
 from topology.intervals import AddressSet
 from topology.nftjson import Action, Arm, Chain, Nat, Rule, Ruleset, parse_ruleset
@@ -142,10 +143,13 @@ class Flow:
     reasons: tuple[str, ...] = ()
     steps: tuple[Decision, ...] = ()
     nat: tuple[Nat, ...] = ()
+    #: Did this host translate the destination (``ct status dnat``)? None: not known (the
+    #: flow was not followed from the host's first hook).
+    dnat: bool | None = None
 
     @classmethod
-    def start(cls, cube: Cube) -> Flow:
-        return cls(cube, cube)
+    def start(cls, cube: Cube, dnat: bool | None = None) -> Flow:
+        return cls(cube, cube, dnat=dnat)
 
     # The copies below are written out: ``dataclasses.replace`` introspects the fields on
     # every call, and flows are copied at every rule that splits them.
@@ -168,7 +172,24 @@ class Flow:
             self.reasons if reasons is None else reasons,
             self.steps if steps is None else steps,
             self.nat if nat is None else nat,
+            self.dnat,
         )
+
+    def at_first_hook(self) -> Flow:
+        """Entering a host (prerouting, or output for its own packets): nothing translated
+        the destination there yet."""
+        if self.dnat is False:
+            return self
+        return Flow(
+            self.cube, self.origin, self.translated, self.certain, self.reasons,
+            self.steps, self.nat, False,
+        )  # fmt: skip
+
+    def destination_translated(self) -> Flow:
+        return Flow(
+            self.cube, self.origin, self.translated, self.certain, self.reasons,
+            self.steps, self.nat, True,
+        )  # fmt: skip
 
     def narrowed(self, piece: Cube) -> Flow:
         if piece is self.cube:
@@ -203,7 +224,9 @@ class Flow:
         """The same packets with no rules or translations recorded yet (for the next hook)."""
         if not self.steps and not self.nat:
             return self
-        return Flow(self.cube, self.origin, self.translated, self.certain, self.reasons)
+        return Flow(
+            self.cube, self.origin, self.translated, self.certain, self.reasons, dnat=self.dnat
+        )
 
 
 @dataclass(frozen=True)
@@ -458,8 +481,14 @@ class Firewall:
                 chains.sort(key=lambda c: c.prio)
 
     @classmethod
-    def from_nft_json(cls, doc: Mapping[str, Any], budget: Budget | None = None) -> Firewall:
-        return cls(parse_ruleset(doc), budget)
+    def from_nft_json(
+        cls,
+        doc: Mapping[str, Any],
+        budget: Budget | None = None,
+        types: AddressTypes | None = None,
+    ) -> Firewall:
+        """``types``: the host's address types, for ``fib daddr type`` matches."""
+        return cls(parse_ruleset(doc, types), budget)
 
     def with_budget(self, budget: Budget) -> Firewall:
         """The same compiled rule set under another budget (nothing memoised is shared)."""
@@ -548,8 +577,10 @@ class Firewall:
         outcomes = self.evaluate(hook, space)
         return _union(o.space for o in outcomes if o.verdict is Verdict.ACCEPT and o.certain)
 
-    def decision_for(self, hook: Hook, packet: Packet) -> list[Outcome]:
-        """The outcome(s) for one packet: one when certain, accept and drop when not."""
+    def decision_for(self, hook: Hook, packet: Packet, dnat: bool | None = None) -> list[Outcome]:
+        """The outcome(s) for one packet: one when certain, accept and drop when not.
+        ``dnat``: whether this host translated its destination on an earlier hook (for
+        ``ct status dnat``); None when not known."""
         absent = {
             Hook.PREROUTING: ("oif",),
             Hook.INPUT: ("oif",),
@@ -559,6 +590,8 @@ class Firewall:
         if absent:
             fixed = {n: NameSet.of(NO_DEVICE) for n in absent if getattr(packet, n) is None}
             cube = cube.with_fields(**fixed)
+        if dnat is not None:
+            return self.evaluate_flows(hook, [Flow.start(cube, dnat)])
         return self.evaluate(hook, PacketSpace((cube,)))
 
     # -- evaluation ------------------------------------------------------------------------
@@ -630,11 +663,15 @@ class Firewall:
         for arm in rule.arms:
             not_matched: list[_Marked] = []
             only = arm.condition.single_term()
+            needs_dnat = arm.condition.dnat
             for marked in remaining:
                 flow, may_match = marked
                 if not may_match & bit:
                     # Not a rule for packets of this flow's shape: it goes on untouched.
                     not_matched.append(marked)
+                    continue
+                if needs_dnat is not None and flow.dnat is not None and flow.dnat != needs_dnat:
+                    not_matched.append(marked)  # ct status: this flow's translation differs
                     continue
                 tests += 1
                 if only is not None:
@@ -650,6 +687,9 @@ class Firewall:
                     maybe: list[Cube] = []
                 else:
                     sure, maybe, never = arm.condition.split([flow.cube])
+                    if needs_dnat is not None and flow.dnat is None:
+                        # Whether the destination was translated here is not known.
+                        sure, maybe = [], sure + maybe
                 if not sure and not maybe:
                     # The usual case, the rule does not apply: ``never`` is the cube itself.
                     not_matched.append(marked)
@@ -658,7 +698,7 @@ class Firewall:
                 not_matched += index.marked([flow.narrowed(c) for c in never])
                 unsure: list[Flow] = []
                 if maybe:
-                    doubt = f"{rule.ref} may match: {'; '.join(rule.unknown) or 'unmodelled'}"
+                    doubt = f"{rule.ref} may match: {_why_unsure(rule, needs_dnat, flow)}"
                     unsure = [flow.narrowed(c).doubtful(doubt) for c in maybe]
                 # Packets that may match take the arm and also go on, both as uncertain.
                 not_matched += index.marked(unsure)
@@ -781,12 +821,20 @@ def _applicable(chain: Chain, flow: Flow) -> tuple[list[Flow], list[Flow]]:
     return ([flow.narrowed(inside)] if inside else []), [flow.narrowed(c) for c in outside]
 
 
+def _why_unsure(rule: Rule, needs_dnat: bool | None, flow: Flow) -> str:
+    if needs_dnat is not None and flow.dnat is None and not rule.unknown:
+        return "ct status dnat: whether this host translated the destination is not known"
+    return "; ".join(rule.unknown) or "unmodelled"
+
+
 def _after_accept(ending: _Ending) -> Flow:
     flow = ending.flow.decided(ending.decision)
     nat = ending.nat
     if nat is None:
         return flow
     flow = flow._copy(nat=(*flow.nat, nat))
+    if nat.kind in ("dnat", "redirect"):
+        flow = flow.destination_translated()
     if not nat.exact:
         return flow.doubtful(f"{nat.text}: translation target not modelled")
     return _apply_exact_nat(flow, nat)

@@ -25,8 +25,10 @@ from netaddr import AddrFormatError, IPAddress, IPNetwork, IPSet
 
 from auditor.domain.facts import HostFacts, Interface, Listener, Route
 from auditor.domain.inventory import HostDef, Inventory, Medium, Role, Zone
+from topology.addrtypes import AddressTypes
 from topology.fields import family_universe
 from topology.firewall import Firewall
+from topology.hostrules import host_document
 from topology.intervals import V4_TOP, V6_TOP, AddressSet, contains, normalise
 
 LOOPBACK = AddressSet.of("127.0.0.0/8", "::1/128")
@@ -351,7 +353,7 @@ def _host_model(
             attachments=_declared_attachments(name, definition),
             notes=["no facts collected: firewall, routes and forwarding unknown"],
         )
-    firewall = Firewall.unknown() if facts.nftables is None else firewalls.get(facts.nftables)
+    firewall, firewall_notes = _host_firewall(facts, firewalls)
     interfaces = {i.name: i for i in facts.interfaces or []}
     attachments = (
         _observed_attachments(name, facts.interfaces, inventory, segments)
@@ -368,8 +370,21 @@ def _host_model(
         attachments=attachments,
         facts_known=True,
         listeners=facts.listeners,
-        notes=_fact_notes(facts),
+        notes=_fact_notes(facts) + firewall_notes,
     )
+
+
+def _host_firewall(facts: HostFacts, firewalls: FirewallCache) -> tuple[Firewall, list[str]]:
+    """The host's firewall: nftables with iptables beside it (topology/hostrules.py), the
+    address types from its local routing table for ``fib``/``addrtype`` matches."""
+    if facts.nftables is None:
+        return Firewall.unknown(), []
+    unread = facts.errors.get("iptables")
+    document, notes = host_document(facts.nftables, facts.iptables, unread)
+    types = None
+    if facts.routes is not None:
+        types = AddressTypes.from_routes(facts.routes, facts.policy_rules)
+    return firewalls.get(document, types), notes
 
 
 class FirewallCache:
@@ -386,11 +401,18 @@ class FirewallCache:
     def __init__(self) -> None:
         self._compiled: dict[bytes, Firewall] = {}
 
-    def get(self, document: Mapping[str, Any]) -> Firewall:
-        key = hashlib.sha256(pickle.dumps(document, protocol=5)).digest()
+    def get(self, document: Mapping[str, Any], types: AddressTypes | None = None) -> Firewall:
+        data = pickle.dumps(document, protocol=5)
+        digest = hashlib.sha256(data)
+        if types is not None and b"fib" in data:
+            # Only fib matches read the host's own addresses: other rule sets stay shared.
+            digest.update(pickle.dumps(types, protocol=5))
+        else:
+            types = None
+        key = digest.digest()
         firewall = self._compiled.get(key)
         if firewall is None:
-            firewall = self._compiled[key] = Firewall.from_nft_json(document)
+            firewall = self._compiled[key] = Firewall.from_nft_json(document, types=types)
         return firewall
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from netaddr import AddrFormatError, IPAddress, IPNetwork, IPRange
 
 from auditor.domain.errors import AuditorError
+from topology.addrtypes import AddressTypes
 from topology.fields import (
     BYTE_TOP,
     CT_STATES,
@@ -57,6 +58,9 @@ class Condition:
 
     sure: tuple[Constraint, ...]
     possible: tuple[Constraint, ...]
+    #: ``ct status dnat``: matches only packets this host did (True) or did not (False)
+    #: translate the destination of; a property of the flow, not of the packet's fields.
+    dnat: bool | None = None
 
     @classmethod
     def always(cls) -> Condition:
@@ -81,9 +85,13 @@ class Condition:
         return self.sure is self.possible
 
     def and_(self, other: Condition) -> Condition:
+        dnat = self.dnat if other.dnat is None else other.dnat
+        if self.dnat is not None and other.dnat is not None and self.dnat != other.dnat:
+            return Condition.never()
         if self.exact and other.exact:
-            return Condition.exactly(_cross(self.sure, other.sure))
-        return Condition(_cross(self.sure, other.sure), _cross(self.possible, other.possible))
+            terms = _cross(self.sure, other.sure)
+            return Condition(terms, terms, dnat)
+        return Condition(_cross(self.sure, other.sure), _cross(self.possible, other.possible), dnat)
 
     def single_term(self) -> Constraint | None:
         """The one constraint of an exact condition of one term (most rules), else None."""
@@ -92,7 +100,8 @@ class Condition:
     @cached_property
     def _single_term(self) -> Constraint | None:
         # Asked at every rule the firewall walk passes: worked out once per condition.
-        return self.sure[0] if self.exact and len(self.sure) == 1 else None
+        plain = self.exact and self.dnat is None
+        return self.sure[0] if plain and len(self.sure) == 1 else None
 
     def split(self, cubes: Iterable[Cube]) -> tuple[list[Cube], list[Cube], list[Cube]]:
         """(certainly matched, maybe matched, certainly not matched), pairwise disjoint."""
@@ -152,12 +161,14 @@ class Rule:
     exprs: list[Any] = field(compare=False, repr=False)  #: as nft -j lists them
     arms: tuple[Arm, ...] = ()
     unknown: tuple[str, ...] = ()  #: what the compiler could not model, for the report
+    #: The rule as its author wrote it, where it was not nft (an iptables-save line).
+    source: str | None = field(default=None, compare=False, repr=False)
 
     # Both are read only for rules that decide something: made on first use, then kept
     # (rendering every rule's text was a fifth of compiling a large rule set).
     @cached_property
     def text(self) -> str:
-        return render_rule(self.exprs)
+        return self.source if self.source is not None else render_rule(self.exprs)
 
     @cached_property
     def ref(self) -> str:
@@ -398,6 +409,10 @@ class _Context:
     family: str
     table: str
     sets: Mapping[tuple[str, str, str], dict[str, Any]]
+    #: The host's address types (``fib ... type``); None: not known, such matches unknown.
+    types: AddressTypes | None = None
+    #: The hook of the base chain the rule is in; None in a chain reached by jumps.
+    hook: str | None = None
 
     def set_elements(self, name: str) -> list[Any]:
         found = self.sets.get((self.family, self.table, name))
@@ -422,14 +437,32 @@ def _union(values: list[Any]) -> Any:
     return out
 
 
-def _compile_match(body: dict[str, Any], ctx: _Context) -> Condition:
-    op, left, right = body.get("op", "=="), body.get("left"), body.get("right")
-    if isinstance(left, dict) and "concat" in left:
-        return _compile_concat(op, left["concat"], right, ctx)
+def _special_match(op: str, left: Any, right: Any, ctx: _Context) -> Condition | None:
+    """Matches decided other than by one field's value set; None for the others."""
     if _reads_tcp_flags(left):
         return _tcp_flags(op, left, right, ctx)
     if _payload_of(left) in (("icmp", "code"), ("icmpv6", "code")):
         return _icmp_code(op, left, right, ctx)
+    if left == {"ct": {"key": "status"}}:
+        return _ct_status(op, right, ctx)
+    kind = next(iter(left), None) if isinstance(left, dict) and len(left) == 1 else None
+    handler = _BY_EXPRESSION.get(kind) if isinstance(kind, str) else None
+    return None if handler is None else handler(op, left[kind], right, ctx)
+
+
+def _concat_match(op: str, parts: Any, right: Any, ctx: _Context) -> Condition:
+    return _compile_concat(op, parts, right, ctx)
+
+
+def _exthdr_match(op: str, exthdr: Any, right: Any, _ctx: _Context) -> Condition:
+    return _extension_header(op, exthdr, right)
+
+
+def _compile_match(body: dict[str, Any], ctx: _Context) -> Condition:
+    op, left, right = body.get("op", "=="), body.get("left"), body.get("right")
+    special = _special_match(op, left, right, ctx)
+    if special is not None:
+        return special
     selector = _selector(left)
     if op in ("==", "in", "!=") and not _values_of(right, ctx):
         return _against_empty_set(op, selector)
@@ -553,6 +586,126 @@ def _icmp_code(op: str, left: Any, right: Any, ctx: _Context) -> Condition:
     if 0 in codes:
         return Condition((echo_term,), (echo_term, other_term))
     return Condition((), (other_term,))
+
+
+_FIB_FAMILIES = {"ip": (4,), "ip6": (6,), "inet": (4, 6)}
+
+
+def _fib_type(op: str, fib: Any, right: Any, ctx: _Context) -> Condition:
+    """``fib daddr type local`` (and iptables' ``-m addrtype``): the destination's type on
+    this host, from its local routing table (topology/addrtypes.py). Only the destination
+    without a device restriction is modelled; other forms, a host whose types are not known,
+    and (per family) a type the model cannot tell, stay unknown."""
+    flags = fib.get("flags") if isinstance(fib, dict) else None
+    if isinstance(fib, dict) and fib.get("result") == "oif" and _is_reverse_path(flags):
+        return _reverse_path(op, right, ctx)
+    if not (
+        isinstance(fib, dict) and fib.get("result") == "type" and flags in (["daddr"], "daddr")
+    ):
+        raise UnsupportedError(f"cannot model {render({'fib': fib})}")
+    if ctx.types is None:
+        raise UnsupportedError("fib daddr type: the host's address types are not known")
+    if op not in ("==", "!=", "in"):
+        raise UnsupportedError(f"fib daddr type {op}")
+    names = [_unwrap(v) for v in _values_of(right, ctx)]
+    sure: list[Constraint] = []
+    unsure: list[Constraint] = []
+    for family in _FIB_FAMILIES.get(ctx.family, (4, 6)):
+        chosen = _typed_addresses(ctx.types, names, family)
+        if chosen is None:
+            unsure.append(Constraint({"family": frozenset({family})}))
+            continue
+        if op == "!=":
+            chosen = family_universe(family) - chosen
+        sure.append(Constraint({"family": frozenset({family}), "daddr": chosen}))
+    if not unsure:
+        return Condition.exactly(sure)
+    return Condition(tuple(sure), (*sure, *unsure))
+
+
+def _is_reverse_path(flags: Any) -> bool:
+    return isinstance(flags, list) and set(flags) in ({"saddr", "iif"}, {"saddr", "mark", "iif"})
+
+
+def _reverse_path(op: str, right: Any, ctx: _Context) -> Condition:
+    """``fib saddr . [mark .] iif oif missing|exists`` for IPv6 (firewalld's rpfilter): does
+    the route back to the source leave through the device the packet came in on? The mark
+    is taken as unset (no rule of the host selects by it: see ReversePath). IPv4 packets,
+    the loopback device outside a prerouting base chain, and the unsure sources stay
+    undecided."""
+    reverse = ctx.types.reverse_v6 if ctx.types is not None else None
+    if reverse is None:
+        raise UnsupportedError("fib saddr . iif oif: the host's reverse path is not known")
+    if not (isinstance(right, bool) and op in ("==", "!=")):
+        raise UnsupportedError(f"fib saddr . iif oif {op} {render(right)}")
+    wants_missing = (right is False) == (op == "==")
+    ipv6 = frozenset({6})
+    decided = family_universe(6) - reverse.unsure
+    sure: list[Constraint] = []
+    for device, back in reverse.by_device.items():
+        if device in ("lo", NO_DEVICE):
+            continue
+        chosen = (decided - back) if wants_missing else (decided & back)
+        sure.append(Constraint({"family": ipv6, "iif": NameSet.of(device), "saddr": chosen}))
+    if wants_missing:
+        # No route leaves through a device that carries none: the lookup finds another.
+        others = NameSet.all_but(*reverse.by_device, "lo", NO_DEVICE)
+        sure.append(Constraint({"family": ipv6, "iif": others, "saddr": decided}))
+    unsure = [Constraint({"family": ipv6, "saddr": reverse.unsure})]
+    if ctx.hook == "prerouting":
+        # nft answers a packet looped back (iif lo) on prerouting with its own device.
+        loopback = Constraint({"family": ipv6, "iif": NameSet.of("lo"), "saddr": decided})
+        if not wants_missing:
+            sure.append(loopback)
+        unsure.append(Constraint({"family": ipv6, "iif": NameSet.of(NO_DEVICE)}))
+    else:
+        unsure.append(Constraint({"family": ipv6, "iif": NameSet.of("lo", NO_DEVICE)}))
+    if ctx.family == "inet":
+        unsure.append(Constraint({"family": frozenset({4})}))
+    return Condition(tuple(sure), (*sure, *unsure))
+
+
+def _typed_addresses(types: AddressTypes, names: list[Any], family: int) -> AddressSet | None:
+    chosen = AddressSet()
+    for name in names:
+        found = types.addresses(name, family) if isinstance(name, str) else None
+        if found is None:
+            return None
+        chosen = chosen | found
+    return chosen
+
+
+def _ct_status(op: str, right: Any, ctx: _Context) -> Condition:
+    """``ct status dnat`` (firewalld accepts what its forward ports translated): whether this
+    host translated the connection's destination on an earlier hook, which the firewall walk
+    knows of each flow. Other status bits are not modelled."""
+    names = [_unwrap(v) for v in _values_of(right, ctx)]
+    # nft -j writes the bit test "ct status dnat" as "in"; "==" would compare every bit.
+    if names != ["dnat"] or op not in ("in", "!="):
+        raise UnsupportedError(f"cannot model ct status {op} {render(right)}")
+    terms = (TOP,)
+    return Condition(terms, terms, dnat=op == "in")
+
+
+def _extension_header(op: str, exthdr: Any, right: Any) -> Condition:
+    """A match on an IPv6 extension header (``rt type 0``, ``exthdr rt exists``): a connection
+    attempt's packet carries none (the engine's model: the next header is the transport), so
+    a field match never matches (nft_exthdr breaks the rule). "exists" is false and "missing"
+    true for IPv6 packets; for IPv4 ones the lookup's answer is not modelled."""
+    if not isinstance(exthdr, dict):
+        raise UnsupportedError(f"exthdr {render(exthdr)}")
+    if exthdr.get("field") is not None:
+        return Condition.never()
+    if isinstance(right, bool) and op in ("==", "!="):
+        present = right if op == "==" else not right
+        ipv6 = Constraint({"family": frozenset({6})})
+        ipv4 = Constraint({"family": frozenset({4})})
+        return Condition((), (ipv4,)) if present else Condition((ipv6,), (ipv6, ipv4))
+    raise UnsupportedError(f"exthdr {render(exthdr)} {op} {render(right)}")
+
+
+#: Left-hand expressions with a compiler of their own: (op, the expression's body, right, ctx).
+_BY_EXPRESSION: dict[str, Callable[[str, Any, Any, _Context], Condition]] = {}
 
 
 def _against_empty_set(op: str, selector: Selector) -> Condition:
@@ -752,8 +905,13 @@ class _RuleBuilder:
     def _xt(self, body: Any) -> None:
         kind = body.get("type") if isinstance(body, dict) else None
         name = body.get("name") if isinstance(body, dict) else None
-        if not (kind == "target" and name in _XT_NEUTRAL_TARGETS):
-            self.add_unknown(f"xt {kind} {name}")
+        if kind == "target" and name in _XT_NEUTRAL_TARGETS:
+            return
+        self.add_unknown(f"xt {kind} {name}")
+        if kind != "match":
+            # A target not known may end the packet's walk either way (TARPIT drops, a
+            # REJECT with options not modelled): both verdicts, as for a queue.
+            self.arms.append(Arm(self.condition, Action.QUEUE))
 
     def _mangle(self, body: Any) -> None:
         key = body.get("key") if isinstance(body, dict) else None
@@ -822,19 +980,34 @@ def _is_map_element(element: Any) -> bool:
     )
 
 
-def compile_rule(raw: dict[str, Any], sets: Mapping[tuple[str, str, str], dict[str, Any]]) -> Rule:
+def compile_rule(
+    raw: dict[str, Any],
+    sets: Mapping[tuple[str, str, str], dict[str, Any]],
+    types: AddressTypes | None = None,
+    hook: str | None = None,
+) -> Rule:
     exprs = raw.get("expr", [])
     key = _reuse_key(raw["family"], raw["table"], exprs)
     compiled = _COMPILED.get(key) if key is not None else None
     if compiled is None:
-        builder = _RuleBuilder(_Context(raw["family"], raw["table"], sets))
+        builder = _RuleBuilder(_Context(raw["family"], raw["table"], sets, types, hook))
         for expr in exprs:
             builder.feed(expr)
         compiled = builder.build()
         if key is not None:
             _remember(key, compiled)
     arms, unknown = compiled
-    return Rule(raw["family"], raw["table"], raw["chain"], raw.get("handle"), exprs, arms, unknown)
+    source = raw.get("iptables")
+    return Rule(
+        raw["family"],
+        raw["table"],
+        raw["chain"],
+        raw.get("handle"),
+        exprs,
+        arms,
+        unknown,
+        source if isinstance(source, str) else None,
+    )
 
 
 # The same rules recur in the rule sets of many hosts (a site's administration and logging
@@ -854,7 +1027,8 @@ def _reuse_key(family: str, table: str, exprs: list[Any]) -> tuple[str, str, str
     such rules, and any rule with an "@" anywhere, are compiled each time.
     """
     text = repr(exprs)
-    if "@" in text or len(text) > _KEY_MAX:
+    # "fib" also depends on the host's own addresses (its address types).
+    if "@" in text or "'fib'" in text or len(text) > _KEY_MAX:
         return None
     return family, table, text
 
@@ -907,7 +1081,7 @@ def _well_typed(kind: str, body: dict[str, Any]) -> bool:
     return True
 
 
-def parse_ruleset(doc: Mapping[str, Any]) -> Ruleset:
+def parse_ruleset(doc: Mapping[str, Any], types: AddressTypes | None = None) -> Ruleset:
     """Group the flat object list into chains with their compiled rules, in listed order.
 
     An object that is not what ``nft -j`` prints (identity keys missing or not strings, a
@@ -935,7 +1109,8 @@ def parse_ruleset(doc: Mapping[str, Any]) -> Ruleset:
         else:
             raw_rules.setdefault(key, []).append(body)
     for key, body in raw_chains.items():
-        rules = tuple(compile_rule(r, sets) for r in raw_rules.get(key, []))
+        hook = body.get("hook") if isinstance(body.get("hook"), str) else None
+        rules = tuple(compile_rule(r, sets, types, hook) for r in raw_rules.get(key, []))
         result.chains[key] = Chain(
             family=body["family"],
             table=body["table"],
@@ -1034,3 +1209,6 @@ _SIMPLE_RENDERERS: dict[str, Callable[[Any], str]] = {
 
 def render_rule(exprs: list[Any]) -> str:
     return " ".join(render(e) for e in exprs)
+
+
+_BY_EXPRESSION.update(concat=_concat_match, fib=_fib_type, exthdr=_exthdr_match)

@@ -296,7 +296,8 @@ class _Search:
 
     def originate(self, host: HostModel, item: _Item) -> None:
         """A new connection leaves its source: route, output, postrouting."""
-        for entry_flows, entry, hops in self.route(host, item.flows, item.hops):
+        own = [f.at_first_hook() for f in item.flows]
+        for entry_flows, entry, hops in self.route(host, own, item.hops):
             out = _with_devices(entry_flows, iif=NO_DEVICE, oif=self._device(host, entry))
             for rules, accepted in self.run_hook(host, Hook.OUTPUT, out):
                 nat_doubt = [
@@ -312,7 +313,7 @@ class _Search:
         if not fresh:
             return
         iif = item.interface or _unknown_interface(host)
-        arriving = _with_devices(fresh, iif=iif, oif=NO_DEVICE)
+        arriving = _with_devices([f.at_first_hook() for f in fresh], iif=iif, oif=NO_DEVICE)
         for pre_rules, accepted in self.run_hook(host, Hook.PREROUTING, arriving):
             redirected = [_redirected(host, item.segment, f) for f in accepted]
             local, transit = _split_local(host, redirected)

@@ -355,7 +355,11 @@ def apply_to_collection(
 
 def _changed(facts: HostFacts, change: FactChange) -> HostFacts:
     if isinstance(change, RulesetChange):
-        return _with(facts, {"nftables": load_ruleset(change.path)})
+        # iptables-nft's own listing described the old nftables rules; legacy rules stay.
+        iptables = facts.iptables
+        if iptables is not None:
+            iptables = iptables.model_copy(update={"nft_v4": None, "nft_v6": None})
+        return _with(facts, {"nftables": load_ruleset(change.path), "iptables": iptables})
     if isinstance(change, ForwardingChange):
         return _with(facts, {"forwarding_v4": change.enabled, "forwarding_v6": change.enabled})
     if isinstance(change, ListenChange):

@@ -84,16 +84,45 @@ class HostKey(_Fact):
     fingerprint: str  #: "SHA256:..."
 
 
-class IptablesListings(_Fact):
-    """``iptables-save`` listings, as text. ``None`` where there is nothing to read: no legacy
-    table is registered in the kernel (``/proc/net/ip*_tables_names`` empty or absent), or the
-    nftables rule set holds no xtables expression of that family (nothing iptables-nft wrote
-    that ``nft -j`` cannot open)."""
+class SavedRule(_Fact):
+    """One ``-A CHAIN ...`` line of an ``iptables-save`` listing."""
 
-    legacy_v4: str | None = None  #: iptables-legacy-save
-    legacy_v6: str | None = None  #: ip6tables-legacy-save
-    nft_v4: str | None = None  #: iptables-nft-save
-    nft_v6: str | None = None  #: ip6tables-nft-save
+    chain: str
+    args: tuple[str, ...]  #: the arguments after ``-A CHAIN``, unquoted
+    line: int  #: 1-based line in the listing
+    text: str  #: the line as written
+
+
+class SavedChain(_Fact):
+    name: str
+    policy: str | None = None  #: None for a user-defined chain
+
+
+class SavedTable(_Fact):
+    name: str
+    chains: tuple[SavedChain, ...] = ()
+    rules: tuple[SavedRule, ...] = ()
+    line: int = 0  #: the line of its ``*NAME``
+
+
+class IptablesSave(_Fact):
+    """One ``iptables-save`` listing, parsed; ``incompatible``: tables the nft backend said it
+    could not (fully) show, never to be read from this listing."""
+
+    tables: tuple[SavedTable, ...] = ()
+    incompatible: tuple[str, ...] = ()
+
+
+class IptablesListings(_Fact):
+    """``iptables-save`` listings. ``None`` where there is nothing to read: no legacy table is
+    registered in the kernel (``/proc/net/ip*_tables_names`` empty or absent), or the nftables
+    rule set holds no xtables expression of that family (nothing iptables-nft wrote that
+    ``nft -j`` cannot open)."""
+
+    legacy_v4: IptablesSave | None = None  #: iptables-legacy-save
+    legacy_v6: IptablesSave | None = None  #: ip6tables-legacy-save
+    nft_v4: IptablesSave | None = None  #: iptables-nft-save
+    nft_v6: IptablesSave | None = None  #: ip6tables-nft-save
 
 
 class HostFacts(_Fact):

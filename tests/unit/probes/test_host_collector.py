@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from auditor.domain.attempts import Attempt, AttemptStatus, ErrorReason
-from auditor.domain.facts import HostFacts
+from auditor.domain.facts import HostFacts, IptablesSave
 from probes.host_collector import (
     DEFAULT_PLAN,
     PROBE,
@@ -343,19 +343,25 @@ def wireguard_netns() -> Iterator[tuple[str, str, str]]:
         subprocess.run(["ip", "netns", "del", netns], check=False)
 
 
+def collect_in_netns(name: str, netns: str) -> tuple[Attempt[HostFacts], MemorySink, bytes]:
+    """One collection, as root, of a host that is network namespace ``netns``; with the
+    auditor's client key, to check it never reaches the evidence."""
+    with public_temp_folder() as folder:
+        server = start_sshd_in_netns(folder, netns)
+        try:
+            sink = MemorySink()
+            attempt = collect_host(name, "127.0.0.1", server.access(), sink, allow_all)
+        finally:
+            server.stop()
+        return attempt, sink, server.client_key.read_bytes()
+
+
 @pytest.mark.skipif(not Path("/usr/bin/wireguard-go").exists(), reason="needs wireguard-go")
 def test_wireguard_host_in_a_namespace_and_the_private_key_never_reaches_the_sink(
     wireguard_netns: tuple[str, str, str],
 ) -> None:
     netns, private_key, public_key = wireguard_netns
-    with public_temp_folder() as folder:
-        server = start_sshd_in_netns(folder, netns)
-        try:
-            sink = MemorySink()
-            attempt = collect_host("wg-host", "127.0.0.1", server.access(), sink, allow_all)
-        finally:
-            server.stop()
-        client_key = server.client_key.read_bytes()
+    attempt, sink, client_key = collect_in_netns("wg-host", netns)
     facts = attempt.value
     assert attempt.succeeded and facts is not None, attempt.error
     (tunnel,) = facts.wireguard or []
@@ -372,3 +378,46 @@ def test_wireguard_host_in_a_namespace_and_the_private_key_never_reaches_the_sin
     # Nor the auditor's own SSH key, in any line of it.
     for line in client_key.splitlines()[1:-1]:
         assert line not in stored
+
+
+@pytest.fixture
+def iptables_netns() -> Iterator[str]:
+    """A namespace with legacy rules (IPv4 only) and an iptables-nft rule using an xt match."""
+    netns = f"aud-ipt-{int(time.time() * 1000) % 100000}"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    try:
+        for command in (
+            "ip link set lo up",
+            "iptables-legacy -A INPUT -p tcp --dport 2222 -j DROP",
+            "iptables-nft -A INPUT -m conntrack --ctstate INVALID -j DROP",
+        ):
+            subprocess.run(["ip", "netns", "exec", netns, *command.split()], check=True)
+        yield netns
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], check=False)
+
+
+@pytest.mark.skipif(
+    not Path("/usr/sbin/iptables-legacy-save").exists(), reason="needs iptables (make setup)"
+)
+def test_iptables_listings_are_read_only_where_there_is_something_to_read(
+    iptables_netns: str,
+) -> None:
+    attempt, sink, _ = collect_in_netns("ipt-host", iptables_netns)
+    facts = attempt.value
+    assert attempt.succeeded and facts is not None, attempt.error
+    assert facts.iptables is not None, facts.errors.get("iptables")
+    assert _lines(facts.iptables.legacy_v4) == ["-A INPUT -p tcp -m tcp --dport 2222 -j DROP"]
+    assert _lines(facts.iptables.nft_v4) == ["-A INPUT -m conntrack --ctstate INVALID -j DROP"]
+    # No IPv6 legacy table, no ip6 xt rule: those two listings were never asked for.
+    assert facts.iptables.legacy_v6 is None and facts.iptables.nft_v6 is None
+    sent = {artifact.command for artifact in sink.received}
+    assert "sudo -n /usr/sbin/iptables-legacy-save" in sent
+    assert "sudo -n /usr/sbin/ip6tables-legacy-save" not in sent
+    assert "sudo -n /usr/sbin/ip6tables-nft-save" not in sent
+    assert_every_fact_accounted_for(facts)
+
+
+def _lines(listing: IptablesSave | None) -> list[str]:
+    assert listing is not None
+    return [rule.text for table in listing.tables for rule in table.rules]

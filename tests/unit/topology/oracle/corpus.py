@@ -61,8 +61,8 @@ ufw --force enable
 DOCKER = r"""
 set -e
 for v in 4 6; do
-  if [ $v = 4 ]; then ipt=iptables-nft; net=172.17.0.0/16; c=172.17.0.2; lo=127.0.0.0/8
-  else ipt=ip6tables-nft; net=fd98:0:0:17::/64; c=fd98:0:0:17::2; lo=::1/128; fi
+  if [ $v = 4 ]; then ipt=iptables-$BACKEND; net=172.17.0.0/16; c=172.17.0.2; lo=127.0.0.0/8
+  else ipt=ip6tables-$BACKEND; net=fd98:0:0:17::/64; c=fd98:0:0:17::2; lo=::1/128; fi
   $ipt -t nat -N DOCKER
   $ipt -t nat -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
   $ipt -t nat -A OUTPUT ! -d $lo -m addrtype --dst-type LOCAL -j DOCKER
@@ -149,7 +149,7 @@ class Source:
     name: str
     tool: str
     build: Callable[[Netlab], None]
-    legacy: bool = False  #: rules the nft listing cannot show (measured apart)
+    legacy: bool = False  #: rules the nft listing cannot show (read from iptables-legacy-save)
 
 
 def _shell(script: str) -> Callable[[Netlab], None]:
@@ -190,9 +190,12 @@ def sources(lab: Netlab) -> list[Source]:
     if shutil.which("firewalld") and shutil.which("dbus-daemon"):
         found.append(Source("firewalld-public", "firewalld", _shell(FIREWALLD)))
     if shutil.which("iptables-nft"):
-        found.append(Source("docker-iptables-nft", "iptables-nft", _shell(DOCKER)))
+        docker = _shell("BACKEND=nft\n" + DOCKER)
+        found.append(Source("docker-iptables-nft", "iptables-nft", docker))
     if EXAMPLES.is_dir():
         found += _loadable_examples(lab)
     if shutil.which("iptables-legacy"):
         found.append(Source("iptables-legacy", "iptables-legacy", _shell(LEGACY), legacy=True))
+        docker = _shell("BACKEND=legacy\n" + DOCKER)
+        found.append(Source("docker-iptables-legacy", "iptables-legacy", docker, legacy=True))
     return found

@@ -10,6 +10,7 @@ packet there is no longer the probe.
 from __future__ import annotations
 
 import gzip
+import ipaddress
 import json
 import re
 import subprocess
@@ -18,10 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from auditor.domain.facts import IptablesListings
+from probes.parsers import parse_ip_route, parse_ip_rule
 from tests.unit.topology.oracle import netlab as nl
 from tests.unit.topology.oracle.corpus import Source
 from tests.unit.topology.oracle.probes import Probe, probes_for, sample
+from topology.addrtypes import AddressTypes
 from topology.firewall import Firewall, Hook, Outcome
+from topology.hostrules import host_document
 from topology.space import Packet
 
 CORPUS = Path(__file__).resolve().parents[3] / "data" / "oracle"
@@ -104,6 +109,10 @@ def engine_packet(probe: Probe, hook: str) -> Packet:
         "postrouting": (iif if forwarded else "", oif),
     }
     packet_iif, packet_oif = devices[hook]
+    if forwarded and _is_link_local(probe):
+        # The kernel routes a link-local destination strictly: back out of the device it
+        # came in on (rt6_need_strict), whatever the path's other link.
+        packet_oif = packet_iif if hook in ("forward", "postrouting") else packet_oif
     icmp = probe.kind == "icmp"
     return Packet(
         probe.family,
@@ -118,6 +127,13 @@ def engine_packet(probe: Probe, hook: str) -> Packet:
     )
 
 
+_LINK_LOCAL6 = ipaddress.ip_network("fe80::/10")
+
+
+def _is_link_local(probe: Probe) -> bool:
+    return probe.family == 6 and ipaddress.ip_address(probe.daddr) in _LINK_LOCAL6
+
+
 _REF = re.compile(r"\b(ip6?|inet|arp|bridge|netdev) [\w.-]+/[\w.-]+/\d+")
 
 
@@ -128,7 +144,10 @@ def _cause(reason: str) -> str:
 
 def compare_one(engine: Firewall, probe: Probe, hook: str, kernel: str) -> Comparison:
     try:
-        outcomes: list[Outcome] = engine.decision_for(Hook(hook), engine_packet(probe, hook))
+        # Hooks after a DNAT the kernel applied are not compared: no compared packet was
+        # translated on fw (``ct status dnat`` is false for it).
+        packet = engine_packet(probe, hook)
+        outcomes: list[Outcome] = engine.decision_for(Hook(hook), packet, dnat=False)
     except Exception as error:
         return Comparison(probe, hook, kernel, (), "error", False, repr(error), ())
     answers = tuple(sorted((str(o.verdict), o.certain) for o in outcomes))
@@ -141,12 +160,37 @@ def compare_one(engine: Firewall, probe: Probe, hook: str, kernel: str) -> Compa
     return Comparison(probe, hook, kernel, answers, "uncertain", kernel in verdicts, rule, reasons)
 
 
-def compare(doc: dict[str, Any], records: list[KernelRecord]) -> tuple[Figures, list[Comparison]]:
+@dataclass(frozen=True)
+class HostView:
+    """What the collector would read of fw: nft's listing, the iptables listings beside it,
+    and the routes (every table: the local one gives the address types)."""
+
+    doc: dict[str, Any]
+    iptables: IptablesListings | None = None
+    #: ``ip -j route show table all`` v4 and v6, then ``ip -j rule show`` v4 and v6.
+    routes: tuple[str, ...] | None = None
+
+    def document(self) -> dict[str, Any]:
+        """The combined rule set, as the topology builds it for a host."""
+        return host_document(self.doc, self.iptables)[0]
+
+    def engine(self) -> Firewall:
+        types = None
+        if self.routes is not None:
+            parsed = parse_ip_route(self.routes[0], 4) + parse_ip_route(self.routes[1], 6)
+            rules = None
+            if len(self.routes) == 4:
+                rules = parse_ip_rule(self.routes[2], 4) + parse_ip_rule(self.routes[3], 6)
+            types = AddressTypes.from_routes(parsed, rules)
+        return Firewall.from_nft_json(self.document(), types=types)
+
+
+def compare(view: HostView, records: list[KernelRecord]) -> tuple[Figures, list[Comparison]]:
     """Every hook each probe reached, engine beside kernel."""
     figures = Figures(probes=len(records))
     found: list[Comparison] = []
     try:
-        engine = Firewall.from_nft_json(doc)
+        engine = view.engine()
     except Exception as error:
         figures.errors = 1
         figures.causes[f"the engine could not read the rule set: {error!r}"] += 1
@@ -188,7 +232,7 @@ def _count(figures: Figures, one: Comparison) -> None:
 @dataclass(frozen=True)
 class Measured:
     source: Source
-    doc: dict[str, Any]
+    view: HostView
     text: str
     records: list[KernelRecord]
 
@@ -198,8 +242,9 @@ def measure(lab: nl.Netlab, source: Source, size: int | None = None, seed: int =
     lab.clear()
     source.build(lab)
     doc, text = lab.listing()
+    view = HostView(doc, lab.iptables_listings(doc), lab.routes())
     lab.add_sentinels()
-    probes = probes_for(doc)
+    probes = probes_for(view.document())
     if size is not None:
         probes = sample(probes, size, seed)
     records = []
@@ -207,7 +252,7 @@ def measure(lab: nl.Netlab, source: Source, size: int | None = None, seed: int =
         seen = lab.observe(probe.path, probe.as_dict())
         records.append(KernelRecord(probe, seen.verdicts, seen.dnat, seen.send))
     lab.clear()
-    return Measured(source, doc, text, records)
+    return Measured(source, view, text, records)
 
 
 # -- the corpus on disk -----------------------------------------------------------------------
@@ -225,8 +270,14 @@ def record(measured: Measured, root: Path = CORPUS) -> Path:
     """Writes the rule set as the kernel listed it and the kernel's verdicts under root/NAME."""
     where = root / measured.source.name
     where.mkdir(parents=True, exist_ok=True)
-    (where / "ruleset.json").write_text(json.dumps(measured.doc, indent=1) + "\n", "utf-8")
+    view = measured.view
+    (where / "ruleset.json").write_text(json.dumps(view.doc, indent=1) + "\n", "utf-8")
     (where / "ruleset.nft").write_text(measured.text, "utf-8")
+    if view.iptables is not None:
+        (where / "iptables.json").write_text(view.iptables.model_dump_json(indent=1) + "\n")
+    if view.routes is not None:
+        for name, text in zip(_ROUTING_FILES, view.routes, strict=False):
+            (where / name).write_text(text, "utf-8")
     lines = "".join(json.dumps(r.as_json(), sort_keys=True) + "\n" for r in measured.records)
     (where / "kernel.jsonl.gz").write_bytes(gzip.compress(lines.encode(), mtime=0))
     meta = {
@@ -248,16 +299,33 @@ class Stored:
     name: str
     tool: str
     legacy: bool
-    doc: dict[str, Any]
+    view: HostView
     records: list[KernelRecord]
+
+
+def _stored_view(where: Path) -> HostView:
+    doc = json.loads((where / "ruleset.json").read_text("utf-8"))
+    iptables_file = where / "iptables.json"
+    iptables = (
+        IptablesListings.model_validate_json(iptables_file.read_text("utf-8"))
+        if iptables_file.is_file()
+        else None
+    )
+    present = [where / name for name in _ROUTING_FILES if (where / name).is_file()]
+    routes = tuple(path.read_text("utf-8") for path in present) if present else None
+    return HostView(doc, iptables, routes)
+
+
+#: fw's routing as recorded beside the rule set (HostView.routes, in this order).
+_ROUTING_FILES = ("routes-v4.json", "routes-v6.json", "rules-v4.json", "rules-v6.json")
 
 
 def stored(root: Path = CORPUS) -> list[Stored]:
     found = []
     for where in sorted(p for p in root.iterdir() if (p / "meta.json").is_file()):
         meta = json.loads((where / "meta.json").read_text("utf-8"))
-        doc = json.loads((where / "ruleset.json").read_text("utf-8"))
         lines = gzip.decompress((where / "kernel.jsonl.gz").read_bytes()).decode().splitlines()
         records = [KernelRecord.from_json(json.loads(line)) for line in lines if line]
-        found.append(Stored(where.name, meta["tool"], bool(meta["legacy"]), doc, records))
+        view = _stored_view(where)
+        found.append(Stored(where.name, meta["tool"], bool(meta["legacy"]), view, records))
     return found

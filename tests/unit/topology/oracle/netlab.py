@@ -34,8 +34,18 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from auditor.domain.errors import AuditorError
+from auditor.domain.facts import IptablesListings, IptablesSave
+from probes.host_collector import LEGACY_NAMES, has_xt_expressions
+from probes.parsers.iptables import iptables_save_fact
 
 HOOKS = ("prerouting", "input", "forward", "output", "postrouting")
+#: iptables-legacy's built-in chains per table (a policy outlives -F: set back to ACCEPT).
+LEGACY_BUILTINS = {
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+    "raw": ("PREROUTING", "OUTPUT"),
+}
 MARK_TTL = 99
 
 CL4, FW_CL4 = "10.98.249.1", "10.98.249.2"
@@ -298,6 +308,29 @@ class Netlab:
         text = self.run("fw", "nft", "list", "ruleset")
         return doc, text
 
+    def iptables_listings(self, doc: dict[str, Any]) -> IptablesListings:
+        """What the collector reads beside nftables, read the way it reads it: legacy tables'
+        listings where the kernel has such tables, iptables-nft's where nft showed xt."""
+        listed: dict[str, IptablesSave | None] = {}
+        for version, tool in ((4, "iptables"), (6, "ip6tables")):
+            names = self.run("fw", "cat", LEGACY_NAMES[version], check=False)
+            legacy = self.run("fw", f"{tool}-legacy-save") if names.strip() else None
+            family = "ip" if version == 4 else "ip6"
+            nft = self.run("fw", f"{tool}-nft-save") if has_xt_expressions(doc, family) else None
+            listed[f"legacy_v{version}"] = None if legacy is None else iptables_save_fact(legacy)
+            listed[f"nft_v{version}"] = None if nft is None else iptables_save_fact(nft)
+        return IptablesListings(**listed)
+
+    def routes(self) -> tuple[str, str, str, str]:
+        """fw's routes, every table, and its policy rules, as the collector lists them
+        (``ip -j``: routes v4 and v6, rules v4 and v6)."""
+        return (
+            self.run("fw", "ip", "-4", "-j", "route", "show", "table", "all"),
+            self.run("fw", "ip", "-6", "-j", "route", "show", "table", "all"),
+            self.run("fw", "ip", "-4", "-j", "rule", "show"),
+            self.run("fw", "ip", "-6", "-j", "rule", "show"),
+        )
+
     def add_sentinels(self) -> None:
         self.run("fw", "nft", "-f", "-", stdin=_sentinel_table())
 
@@ -305,9 +338,11 @@ class Netlab:
         """Removes every rule of fw, nft and legacy alike (between rule sets)."""
         self.run("fw", "nft", "flush", "ruleset")
         for tool in ("iptables-legacy", "ip6tables-legacy"):
-            for table in ("filter", "nat", "mangle", "raw"):
+            for table, chains in LEGACY_BUILTINS.items():
                 self.run("fw", tool, "-t", table, "-F", check=False)
                 self.run("fw", tool, "-t", table, "-X", check=False)
+                for chain in chains:
+                    self.run("fw", tool, "-t", table, "-P", chain, "ACCEPT", check=False)
             for chain in ("INPUT", "FORWARD", "OUTPUT"):
                 self.run("fw", tool, "-P", chain, "ACCEPT", check=False)
         self.run("fw", "conntrack", "-F", check=False)
