@@ -28,7 +28,7 @@ from auditor.domain.facts import HostFacts
 from auditor.domain.findings import Finding
 from policies.context import AuditContext
 from policies.model import Control
-from policies.support.common import Outcome, inconclusive, judge_each
+from policies.support.common import Outcome, facts_or_inconclusive, inconclusive, judge_each
 from policies.support.criteria import (
     CriteriaWording,
     Criterion,
@@ -93,13 +93,11 @@ def check(ctx: AuditContext, control: Control) -> list[Finding]:
 
 
 def _judge(ctx: AuditContext, control: Control, host: str) -> Outcome:
-    facts = ctx.facts(host)
-    if facts is None:
-        problem = ctx.collection_problem(host)
-        return inconclusive(
-            f"cannot judge {host}'s authentication: {problem}",
-            f"{host} の認証設定を判定できない: {problem}",
-        )
+    facts = facts_or_inconclusive(
+        ctx, host, f"cannot judge {host}'s authentication", f"{host} の認証設定を判定できない"
+    )
+    if not isinstance(facts, HostFacts):
+        return facts
     windows = ctx.inventory.hosts[host].os == "windows"
     if not windows and (missing := not_collected(facts)):
         # A collection made before this control existed: judging only what it happens to hold

@@ -23,7 +23,7 @@ from auditor.domain.findings import Finding, Status
 from auditor.domain.yamlsource import load_model
 from policies.context import AuditContext
 from policies.model import Control
-from policies.support.common import Outcome, inconclusive, judge_each
+from policies.support.common import Outcome, facts_or_inconclusive, inconclusive, judge_each
 
 #: Linux keeps the first 15 characters of an executable's name (TASK_COMM_LEN - 1).
 COMM_LENGTH = 15
@@ -213,13 +213,14 @@ def check(ctx: AuditContext, control: Control) -> list[Finding]:
 
 
 def _judge(ctx: AuditContext, host: str, tools: ToolList) -> Outcome:
-    facts = ctx.facts(host)
-    if facts is None:
-        problem = ctx.collection_problem(host)
-        return inconclusive(
-            f"cannot look for remote-control software on {host}: {problem}",
-            f"{host} の遠隔操作ソフトウェアの有無を確認できない: {problem}",
-        )
+    facts = facts_or_inconclusive(
+        ctx,
+        host,
+        f"cannot look for remote-control software on {host}",
+        f"{host} の遠隔操作ソフトウェアの有無を確認できない",
+    )
+    if not isinstance(facts, HostFacts):
+        return facts
     return judge_facts(host, facts, tools)
 
 

@@ -30,7 +30,7 @@ from auditor.domain.facts import HostFacts
 from auditor.domain.findings import Finding
 from policies.context import AuditContext
 from policies.model import Control
-from policies.support.common import Outcome, inconclusive, judge_each
+from policies.support.common import Outcome, facts_or_inconclusive, judge_each
 from policies.support.criteria import (
     CriteriaWording,
     Criterion,
@@ -74,13 +74,11 @@ WORDING = CriteriaWording(
 
 
 def _judge(ctx: AuditContext, control: Control, host: str) -> Outcome:
-    facts = ctx.facts(host)
-    if facts is None:
-        problem = ctx.collection_problem(host)
-        return inconclusive(
-            f"cannot judge {host}'s operation logging: {problem}",
-            f"{host} の動作記録を判定できない: {problem}",
-        )
+    facts = facts_or_inconclusive(
+        ctx, host, f"cannot judge {host}'s operation logging", f"{host} の動作記録を判定できない"
+    )
+    if not isinstance(facts, HostFacts):
+        return facts
     criteria = judge_criteria(ctx, host, facts)
     evidence = [r for k, r in facts.evidence.items() if k.startswith(EVIDENCE_PREFIXES)]
     return criteria_outcome(control, host, criteria, WORDING, evidence)

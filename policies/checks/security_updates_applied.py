@@ -22,7 +22,7 @@ from auditor.domain.facts import HostFacts
 from auditor.domain.findings import Finding, Status
 from policies.context import AuditContext
 from policies.model import Control
-from policies.support.common import Outcome, inconclusive, judge_each
+from policies.support.common import Outcome, facts_or_inconclusive, inconclusive, judge_each
 from policies.support.criteria import Line
 from probes.parsers import ParseError
 from probes.parsers.apt import ListTimes, PendingPackage, parse_apt_simulation, parse_list_times
@@ -48,13 +48,14 @@ def _judge(ctx: AuditContext, control: Control, host: str) -> Outcome:
             f"{host} is a Windows host: its Windows Update state is not collected",
             f"{host} は Windows のホストであり、Windows Update の状態を収集していない",
         )
-    facts = ctx.facts(host)
-    if facts is None:
-        problem = ctx.collection_problem(host)
-        return inconclusive(
-            f"cannot judge {host}'s security updates: {problem}",
-            f"{host} のセキュリティ更新を判定できない: {problem}",
-        )
+    facts = facts_or_inconclusive(
+        ctx,
+        host,
+        f"cannot judge {host}'s security updates",
+        f"{host} のセキュリティ更新を判定できない",
+    )
+    if not isinstance(facts, HostFacts):
+        return facts
     evidence = [r for k, r in facts.evidence.items() if k.startswith(EVIDENCE_PREFIXES)]
     pending = _pending(facts)
     if isinstance(pending, str):

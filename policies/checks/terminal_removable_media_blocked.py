@@ -27,7 +27,7 @@ from auditor.domain.facts import HostFacts
 from auditor.domain.findings import Finding, Status
 from policies.context import AuditContext
 from policies.model import Control
-from policies.support.common import Outcome, inconclusive, judge_each
+from policies.support.common import Outcome, facts_or_inconclusive, inconclusive, judge_each
 from probes.parsers import ParseError
 from probes.parsers.errors import load_json
 from probes.windows import (
@@ -91,14 +91,15 @@ def check(ctx: AuditContext, control: Control) -> list[Finding]:
 
 
 def _judge(ctx: AuditContext, control: Control, host: str) -> Outcome:
-    facts = ctx.facts(host)
-    if facts is None:
-        problem = ctx.collection_problem(host)
-        return inconclusive(
-            f"cannot judge {host}'s removable media: {problem}",
-            f"{host} の可搬記録媒体への書込み可否を判定できない: {problem}",
-            evidence=ctx.collection[host].evidence if host in ctx.collection else (),
-        )
+    facts = facts_or_inconclusive(
+        ctx,
+        host,
+        f"cannot judge {host}'s removable media",
+        f"{host} の可搬記録媒体への書込み可否を判定できない",
+        with_evidence=True,
+    )
+    if not isinstance(facts, HostFacts):
+        return facts
     if ctx.inventory.hosts[host].os == "windows":
         return _judge_windows(host, facts)
     return _judge_linux(host, facts, control.parameters)

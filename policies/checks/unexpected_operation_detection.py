@@ -33,7 +33,7 @@ from policies.checks.authentication_hardening import lockout
 from policies.checks.operation_logging import SyslogRule, rsyslog_rules, selects
 from policies.context import AuditContext
 from policies.model import Control
-from policies.support.common import Outcome, inconclusive, judge_each
+from policies.support.common import Outcome, facts_or_inconclusive, inconclusive, judge_each
 from policies.support.criteria import (
     CriteriaWording,
     Criterion,
@@ -93,11 +93,11 @@ def check(ctx: AuditContext, control: Control) -> list[Finding]:
 
 
 def _judge(ctx: AuditContext, control: Control, host: str) -> Outcome:
-    facts = ctx.facts(host)
-    if facts is None:
-        problem = ctx.collection_problem(host)
-        return inconclusive(f"cannot judge {host}'s detection: {problem}",
-                            f"{host} の検知・制御を判定できない: {problem}")  # fmt: skip
+    facts = facts_or_inconclusive(
+        ctx, host, f"cannot judge {host}'s detection", f"{host} の検知・制御を判定できない"
+    )
+    if not isinstance(facts, HostFacts):
+        return facts
     if ctx.inventory.hosts[host].os == "windows":
         why = "no read-only command of a known output format shows a Windows host's detection"
         return inconclusive(f"cannot judge {host}'s detection: {why}",

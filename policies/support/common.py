@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from auditor.domain.facts import HostFacts
 from auditor.domain.findings import Defence, Finding, Hop, Judgement, Status
 from auditor.domain.inventory import Role
 from policies.context import AuditContext
@@ -39,6 +40,21 @@ def inconclusive(en: str, ja: str, evidence: Iterable[str] = (), **extra: object
     for key, value in extra.items():
         setattr(outcome, key, value)
     return outcome
+
+
+def facts_or_inconclusive(
+    ctx: AuditContext, host: str, en: str, ja: str, *, with_evidence: bool = False
+) -> HostFacts | Outcome:
+    """The host's collected facts, or the inconclusive outcome saying why there are none:
+    ``en``/``ja`` say what cannot be judged ("cannot judge X's logging"), the collection's
+    problem follows. ``with_evidence``: the failed attempt's artifacts go with it."""
+    facts = ctx.facts(host)
+    if facts is not None:
+        return facts
+    problem = ctx.collection_problem(host)
+    attempt = ctx.collection.get(host) if with_evidence else None
+    evidence = attempt.evidence if attempt is not None else ()
+    return inconclusive(f"{en}: {problem}", f"{ja}: {problem}", evidence=evidence)
 
 
 def to_finding(control: Control, subject: str, outcome: Outcome) -> Finding:

@@ -25,7 +25,7 @@ if str(REPOSITORY) not in sys.path:
 
 from policies.registry import evaluate_all  # noqa: E402
 from policies.snapshot import restore_context  # noqa: E402
-from tests.lab_scenarios import RECORDINGS, SCENARIOS, recording  # noqa: E402
+from tests.lab_scenarios import RECORDING_FILE, RECORDINGS, SCENARIOS, recording  # noqa: E402
 
 JUDGED_FILE = "judged.json.gz"
 
@@ -55,12 +55,15 @@ def main() -> int:
     args = parser.parse_args()
     differing = []
     for scenario in SCENARIOS:
-        if not (RECORDINGS / scenario).is_dir():
+        if not (RECORDINGS / scenario / RECORDING_FILE).is_file():
             # A new scenario not recorded yet (test_recorded_scenarios says so too).
             print(f"{scenario}: no recording yet, skipped (record.py {scenario})")
             continue
         if args.write:
             write(scenario)
+        elif not (RECORDINGS / scenario / JUDGED_FILE).is_file():
+            print(f"{scenario}: no {JUDGED_FILE} yet (rejudge.py --write)")
+            differing.append(scenario)
         elif judged_text(scenario) != stored_text(scenario):
             differing.append(scenario)
     for scenario in differing:
