@@ -35,6 +35,7 @@ from policies.support.criteria import (
     Line,
     any_of,
     criteria_outcome,
+    evidence_of,
 )
 from policies.support.pam import may_skip, pam_stack
 from probes.parsers import ParseError, parse_grep_lines, parse_pam_directory
@@ -116,13 +117,8 @@ WORDING = CriteriaWording(
 
 
 def verdict(control: Control, host: str, facts: HostFacts, criteria: list[Criterion]) -> Outcome:
-    return criteria_outcome(
-        control,
-        host,
-        criteria,
-        WORDING,
-        [r for k, r in facts.evidence.items() if k.startswith(EVIDENCE_PREFIXES)],
-    )
+    evidence = evidence_of(facts, EVIDENCE_PREFIXES)
+    return criteria_outcome(control, host, criteria, WORDING, evidence)
 
 
 # -- Linux ------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from policies.support.criteria import (
     Line,
     any_of,
     criteria_outcome,
+    evidence_of,
 )
 from policies.support.privileged_commands import auditd_route, pam_tty_audit_route
 
@@ -80,7 +81,7 @@ def _judge(ctx: AuditContext, control: Control, host: str) -> Outcome:
     if not isinstance(facts, HostFacts):
         return facts
     criteria = judge_criteria(ctx, host, facts)
-    evidence = [r for k, r in facts.evidence.items() if k.startswith(EVIDENCE_PREFIXES)]
+    evidence = evidence_of(facts, EVIDENCE_PREFIXES)
     return criteria_outcome(control, host, criteria, WORDING, evidence)
 
 

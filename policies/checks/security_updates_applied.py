@@ -23,7 +23,7 @@ from auditor.domain.findings import Finding, Status
 from policies.context import AuditContext
 from policies.model import Control
 from policies.support.common import Outcome, facts_or_inconclusive, inconclusive, judge_each
-from policies.support.criteria import Line
+from policies.support.criteria import Line, evidence_of
 from probes.parsers import ParseError
 from probes.parsers.apt import ListTimes, PendingPackage, parse_apt_simulation, parse_list_times
 
@@ -56,7 +56,7 @@ def _judge(ctx: AuditContext, control: Control, host: str) -> Outcome:
     )
     if not isinstance(facts, HostFacts):
         return facts
-    evidence = [r for k, r in facts.evidence.items() if k.startswith(EVIDENCE_PREFIXES)]
+    evidence = evidence_of(facts, EVIDENCE_PREFIXES)
     pending = _pending(facts)
     if isinstance(pending, str):
         return inconclusive(

@@ -40,6 +40,7 @@ from policies.support.criteria import (
     Line,
     any_of,
     criteria_outcome,
+    evidence_of,
 )
 from policies.support.privileged_commands import audit_state, judge_rule_source
 from probes.parsers import ParseError, parse_pam_directory
@@ -125,13 +126,8 @@ WORDING = CriteriaWording(
 
 
 def verdict(control: Control, host: str, facts: HostFacts, criteria: list[Criterion]) -> Outcome:
-    return criteria_outcome(
-        control,
-        host,
-        criteria,
-        WORDING,
-        [r for k, r in facts.evidence.items() if k.startswith(EVIDENCE_PREFIXES)],
-    )
+    evidence = evidence_of(facts, EVIDENCE_PREFIXES)
+    return criteria_outcome(control, host, criteria, WORDING, evidence)
 
 
 def judge_criteria(ctx: AuditContext, host: str, facts: HostFacts) -> list[Criterion]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from auditor.domain.facts import HostFacts
 from auditor.domain.findings import Status
 from policies.model import Control
 from policies.support.common import Outcome
@@ -49,6 +50,11 @@ class CriteriaWording:
     topic_ja: str  #: "認証強化": "... は認証強化の基準を満たさない"
     passed_en: str  #: "hardens its logins": "HOST hardens its logins: <details>"
     passed_ja: str  #: "はログインの認証を強化している": "HOST はログイン... (全基準を満たす)"
+
+
+def evidence_of(facts: HostFacts, prefixes: tuple[str, ...]) -> list[str]:
+    """The artifacts of the facts a check read (their keys start with one of ``prefixes``)."""
+    return [ref for key, ref in facts.evidence.items() if key.startswith(prefixes)]
 
 
 def criteria_outcome(
