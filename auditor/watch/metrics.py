@@ -107,7 +107,7 @@ def render_metrics(snapshot: WatchSnapshot) -> str:
             ),
         ]
     if snapshot.findings is not None:
-        families.append(_verdict_family(snapshot.findings))
+        families += [_verdict_family(snapshot.findings), _waived_family(snapshot.findings)]
     families.append(
         _Family(
             "verdict_changes_total",
@@ -138,6 +138,26 @@ def _verdict_family(document: FindingsDocument) -> _Family:
     ]
     return _Family(
         "findings", "gauge", "Findings of the newest finished run, per control and status.", samples
+    )
+
+
+def _waived_family(document: FindingsDocument) -> _Family:
+    """Fails a waiver in force accepts, per control: still counted as fails above (a waived
+    fail stays a fail); an alert on fails can subtract these to see the ones nobody accepted."""
+    waived = Counter(
+        f.control
+        for f in document.findings
+        if f.status is Status.FAIL and f.waiver is not None and f.waiver.in_force
+    )
+    controls = sorted({f.control for f in document.findings})
+    samples: list[tuple[dict[str, str], float]] = [
+        ({"control": control}, waived.get(control, 0)) for control in controls
+    ]
+    return _Family(
+        "findings_waived",
+        "gauge",
+        "Fails of the newest finished run accepted by a waiver in force, per control.",
+        samples,
     )
 
 

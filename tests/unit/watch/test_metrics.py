@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from dataclasses import replace
+from datetime import date, timedelta
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from auditor.domain.findings import Status
+from auditor.domain.findings import AppliedWaiver, Status
 from auditor.watch.metrics import WatchSnapshot, escape_label, render_metrics, write_metrics
 from auditor.watch.state import RunRecord, RunState
 from tests.unit.watch.watch_helpers import T0, document, finding, opened_findings
@@ -89,3 +90,24 @@ def test_textfile_is_replaced_atomically_and_readable_by_others(tmp_path: Path) 
     assert path.stat().st_ino != first_inode  # a new file renamed over the old one
     assert oct(os.stat(path).st_mode & 0o777) == "0o644"
     assert [p.name for p in path.parent.iterdir()] == ["auditor.prom"]
+
+
+def test_waived_fails_are_counted_apart_and_still_as_fails() -> None:
+    waiver = AppliedWaiver(
+        justification="replacement ordered", approved_by="CISO", expires=date(2099, 1, 1),
+        in_force=True,
+    )  # fmt: skip
+    expired = waiver.model_copy(update={"in_force": False})
+    waived = finding("inventory-complete", "line-send", Status.FAIL).model_copy(
+        update={"waiver": waiver}
+    )
+    lapsed = finding("inventory-complete", "line-recv", Status.FAIL).model_copy(
+        update={"waiver": expired}
+    )
+    snapshot = _snapshot()
+    findings = [*opened_findings(), waived, lapsed]
+    samples = _samples(render_metrics(replace(snapshot, findings=document(findings))))
+    fails = ("auditor_watch_findings", (("control", "inventory-complete"), ("status", "fail")))
+    assert samples[fails] == 2
+    assert samples[("auditor_watch_findings_waived", (("control", "inventory-complete"),))] == 1
+    assert samples[("auditor_watch_findings_waived", (("control", "recv-no-outbound"),))] == 0
