@@ -264,15 +264,22 @@ def model_inbound(ctx: AuditContext, host: str) -> Side:
     evidence = fact_evidence(ctx.facts(host))
     verdicts = []
     questions: list[Question] = []
+    undecided: Side | None = None
     for segment in segments:
         result = inbound(ctx.topology, host, segment)
         judgement, hops = _from_reach(
             result, f"{host} accepts new connections from {segment}", "nothing accepted"
         )
-        if judgement.status is not Status.PASS:
+        if judgement.status is Status.FAIL:
             return Side(judgement, hops, evidence)
+        if judgement.status is not Status.PASS:
+            # Kept, not returned: a later segment may still certainly fail, which says more.
+            undecided = undecided or Side(judgement, hops, evidence)
+            continue
         verdicts.append(segment)
         questions.append(_inbound_question(host, segment, result))
+    if undecided is not None:
+        return undecided
     detail = (
         f"{host} accepts no new connection from {', '.join(verdicts)} (IPv4 and IPv6)"
         if verdicts

@@ -20,7 +20,7 @@ from policies.checks import recv_no_outbound as recv_check
 from policies.context import AuditContext
 from policies.empirical import EgressAttempt, EgressObservation
 from policies.model import load_controls
-from policies.support.paths import inside_segments
+from policies.support.paths import inside_segments, model_inbound, outside_segments
 from tests.unit.topology import lab_model as lab
 from tests.unit.topology.topo_helpers import ruleset
 from topology.graph import Topology
@@ -144,3 +144,41 @@ def test_recv_srv_through_a_forwarding_proc_srv_fails() -> None:
     assert finding.status is Status.FAIL
     assert finding.path[-1].host == "proc-srv"
     assert (finding.path[-1].network, finding.path[-1].direction) == ("office", "link")
+
+
+# -- send-no-inbound: a certain fail is not hidden by an earlier undecided segment -----------
+
+
+def _send_srv_inbound(unsure_on: str, open_on: str) -> HostFacts:
+    """send-srv whose input may accept anything on ``unsure_on`` (a match the engine cannot
+    read) and certainly accepts everything on ``open_on``."""
+    table = {"family": "inet", "table": "f"}
+    chain = {**table, "name": "input", "type": "filter", "hook": "input", "prio": 0}
+    iif: dict[str, Any] = {"meta": {"key": "iifname"}}
+    unreadable = {"xt": {"type": "match", "name": "recent"}}
+
+    def rule(handle: int, *expr: dict[str, Any]) -> dict[str, Any]:
+        return {"rule": {**table, "chain": "input", "handle": handle, "expr": list(expr)}}
+
+    doc = {
+        "nftables": [
+            {"table": {"family": "inet", "name": "f"}},
+            {"chain": {**chain, "policy": "drop"}},
+            rule(1, {"match": {"op": "==", "left": iif, "right": unsure_on}}, unreadable,
+                 {"accept": None}),
+            rule(2, {"match": {"op": "==", "left": iif, "right": open_on}}, {"accept": None}),
+        ]
+    }  # fmt: skip
+    return lab.send_srv().model_copy(update={"nftables": copy.deepcopy(doc)})
+
+
+def test_send_no_inbound_fails_on_a_later_segment_after_an_undecided_one() -> None:
+    ctx = context(_send_srv_inbound(unsure_on="eth1", open_on="wg-out"))
+    segments = outside_segments(ctx, "send-srv")
+    assert segments.index("carrier-out") < segments.index("wg-out")
+    side = model_inbound(ctx, "send-srv")
+    assert side.judgement.status is Status.FAIL, side.judgement.detail
+    assert "wg-out" in side.judgement.detail
+    # Alone, the undecided segment leaves the model side inconclusive (never a pass).
+    alone = model_inbound(context(_send_srv_inbound(unsure_on="eth1", open_on="none")), "send-srv")
+    assert alone.judgement.status is Status.INCONCLUSIVE
