@@ -3,6 +3,7 @@ model (the baseline recording of the lab)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -32,6 +33,7 @@ from auditor.analysis.changes import (
 )
 from auditor.analysis.nftcheck import NAMESPACE_PREFIX, RulesetError, load_ruleset
 from auditor.analysis.stored import StoredModel, load_stored_model
+from auditor.domain.facts import IptablesListings, IptablesSave, SavedTable
 
 CONTEXTS = Path(__file__).parents[2] / "data" / "contexts"
 SCENARIOS = Path(__file__).parents[3] / "lab" / "scenarios"
@@ -357,3 +359,24 @@ def test_json_that_is_no_ruleset_document_is_refused(
 def test_a_missing_ruleset_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(RulesetError, match=re.escape("missing.nft: cannot be read")):
         load_ruleset(tmp_path / "missing.nft")
+
+
+def test_a_new_ruleset_drops_iptables_nfts_listing_and_keeps_legacy_tables(
+    baseline: StoredModel, tmp_path: Path
+) -> None:
+    """iptables-nft-save described the old nftables tables; legacy tables are not nftables."""
+    listing = IptablesSave(tables=(SavedTable(name="filter"),))
+    attempt = baseline.observations.collection["recv-srv"]
+    facts = attempt.value
+    assert facts is not None
+    with_iptables = facts.model_copy(
+        update={"iptables": IptablesListings(legacy_v4=listing, nft_v4=listing)}
+    )
+    collection = {"recv-srv": dataclasses.replace(attempt, value=with_iptables)}
+    proposed = tmp_path / "r.json"
+    proposed.write_text(json.dumps({"nftables": []}))
+    changed = apply_to_collection(collection, [RulesetChange("recv-srv", proposed)])
+    after = changed["recv-srv"].value
+    assert after is not None and after.iptables is not None
+    assert after.iptables.nft_v4 is None and after.iptables.legacy_v4 == listing
+    assert after.nftables == {"nftables": []}
