@@ -13,7 +13,7 @@ DEMO_OUT ?= out/demo
 APT_PACKAGES := podman runc containernetworking-plugins debootstrap nmap tcpdump nftables \
 	iproute2 iputils-ping netcat-openbsd openssh-client openssh-server python3-venv \
 	python3-dev gcc libffi-dev ca-certificates wireguard-tools wireguard-go sudo \
-	chromium fonts-noto-cjk ufw iptables conntrack
+	chromium fonts-noto-cjk ufw iptables ipset conntrack
 VENV_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
 export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf
 # OSCAL 1.1.3 models of compliance-trestle validate the OSCAL output in the tests. Trestle pins

@@ -18,10 +18,10 @@ through. This module builds the document the engine compiles:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from auditor.domain.facts import IptablesListings, IptablesSave
+from auditor.domain.facts import Ipset, IptablesListings, IptablesSave
 from topology.iptables import nft_objects
 
 LEGACY_PREFIX = "iptables-legacy:"
@@ -50,27 +50,32 @@ def host_document(
             notes.append(f"iptables rules not read ({unread_reason}): no packet certainly passes")
         return {"nftables": objects}, notes
     for version, family in _FAMILIES.items():
+        sets = iptables.ipsets or ()
         nft_listing = getattr(iptables, f"nft_v{version}")
         if nft_listing is not None:
-            objects = _with_nft_translation(objects, family, nft_listing, notes)
+            objects = _with_nft_translation(objects, family, nft_listing, sets, notes)
         legacy = getattr(iptables, f"legacy_v{version}")
         if legacy is not None:
-            objects += _legacy_objects(legacy, family)
+            objects += _legacy_objects(legacy, family, sets)
     return {"nftables": objects}, notes
 
 
-def _legacy_objects(listing: IptablesSave, family: str) -> Objects:
-    return nft_objects(listing.tables, family, lambda name: f"{LEGACY_PREFIX}{name}")
+def _legacy_objects(listing: IptablesSave, family: str, sets: Sequence[Ipset]) -> Objects:
+    return nft_objects(listing.tables, family, lambda name: f"{LEGACY_PREFIX}{name}", sets)
 
 
 def _with_nft_translation(
-    objects: Objects, family: str, listing: IptablesSave, notes: list[str]
+    objects: Objects,
+    family: str,
+    listing: IptablesSave,
+    sets: Sequence[Ipset],
+    notes: list[str],
 ) -> Objects:
     what = f"{'ip6' if family == 'ip6' else 'ip'}tables-nft-save"
     for table in listing.tables:
         if table.name in listing.incompatible or not _holds_xt(objects, family, table.name):
             continue
-        translated = nft_objects([table], family)
+        translated = nft_objects([table], family, ipsets=sets)
         replaced = _replace_xt_rules(objects, family, table.name, translated)
         if replaced is None:
             notes.append(

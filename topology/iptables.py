@@ -56,11 +56,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from auditor.domain.errors import AuditorError
+from auditor.domain.facts import Ipset
 
 # -- what is read of the parsed listing -----------------------------------------------------
 
@@ -116,9 +117,11 @@ def nft_objects(
     tables: Sequence[SavedTable],
     family: str,
     table_name: Callable[[str], str] = lambda t: t,
+    ipsets: Sequence[Ipset] = (),
 ) -> list[dict[str, Any]]:
     """The nft -j objects of ``tables``: ``family`` is "ip" (iptables) or "ip6" (ip6tables);
-    ``table_name`` names each table in the output."""
+    ``table_name`` names each table in the output; ``ipsets`` are the sets ``-m set`` reads."""
+    sets = {ipset.name: ipset for ipset in ipsets}
     if family not in ("ip", "ip6"):
         raise FamilyError(f"iptables tables are of family ip or ip6, not {family!r}")
     objects: list[dict[str, Any]] = []
@@ -132,7 +135,7 @@ def nft_objects(
             positions[rule.chain] = positions.get(rule.chain, 0) + 1
             body: dict[str, Any] = {"family": family, "table": name, "chain": rule.chain}
             body["handle"] = positions[rule.chain]
-            body["expr"] = rule_exprs(rule.args, family, chains)
+            body["expr"] = rule_exprs(rule.args, family, chains, sets)
             body["iptables"] = rule.text
             objects.append({"rule": body})
     return objects
@@ -162,11 +165,17 @@ def xt(kind: str, name: str) -> dict[str, Any]:
     return {"xt": {"type": kind, "name": name}}
 
 
-def rule_exprs(args: Sequence[str], family: str, chains: frozenset[str]) -> list[Any]:
-    """The expressions of one rule: its matches, then its target (none without ``-j``)."""
+def rule_exprs(
+    args: Sequence[str],
+    family: str,
+    chains: frozenset[str],
+    sets: Mapping[str, Ipset] | None = None,
+) -> list[Any]:
+    """The expressions of one rule: its matches, then its target (none without ``-j``).
+    ``sets``: the host's ipsets by name, for ``-m set`` (unknown without them)."""
     conditions, target = _split_target(list(args))
     try:
-        matches = _Matches(family).read(conditions)
+        matches = _Matches(family, dict(sets or {})).read(conditions)
     except UnparsedError as exc:
         matches = [xt("match", f"unparsed: {exc}")]
     return matches + _target(target, family, chains)
@@ -215,6 +224,7 @@ class _Option:
 @dataclass
 class _Matches:
     family: str
+    sets: Mapping[str, Ipset] = field(default_factory=dict)  #: ``ipset save``'s, by name
     generic: dict[str, _Option] = field(default_factory=dict)
     fragment: bool | None = None
     protocol: str | None = None  #: the -p value when not negated (for the ports' header)
@@ -827,8 +837,45 @@ def _recent(matches: _Matches, options: list[_Option]) -> list[Any]:
     return [xt("match", "recent")]
 
 
+#: ipset types whose one dimension is an address (what ``--match-set NAME src`` can ask).
+_ADDRESS_SETS = {"hash:ip", "hash:net", "bitmap:ip"}
+_SET_FAMILY = {"ip": "inet", "ip6": "inet6"}
+
+
 def _set(matches: _Matches, options: list[_Option]) -> list[Any]:
-    return [xt("match", "set")]
+    """``-m set --match-set NAME src|dst``: a lookup in the set's members as ``ipset save``
+    listed them (a snapshot, as nft's named sets are). Sets of other types, several
+    dimensions, ``nomatch`` exceptions, options that change the lookup, or a set not listed
+    stay unknown."""
+    found = [o for o in options if o.name == "--match-set"]
+    extra = [o for o in options if o.name != "--match-set"]
+    if len(found) != 1 or extra:
+        return [xt("match", "set")]
+    option = found[0]
+    name, direction = option.values
+    ipset = matches.sets.get(name)
+    usable = (
+        ipset is not None
+        and ipset.type in _ADDRESS_SETS
+        and not ipset.nomatch
+        and (ipset.family or "inet") == _SET_FAMILY[matches.family]
+        and direction in ("src", "dst")
+    )
+    if ipset is None or not usable:
+        return [xt("match", "set")]
+    field_name = "saddr" if direction == "src" else "daddr"
+    try:
+        members = [_member(m, matches.family) for m in ipset.members]
+    except UnparsedError:
+        return [xt("match", "set")]
+    return [_match(option.negated, _payload(matches.family, field_name), {"set": members})]
+
+
+def _member(text: str, family: str) -> Any:
+    if "-" in text:
+        low, high = text.split("-", 1)
+        return {"range": [_address(low, family), _address(high, family)]}
+    return _address(text, family)
 
 
 _MODULES: dict[str, Callable[[_Matches, list[_Option]], list[Any]]] = {

@@ -113,6 +113,18 @@ class IptablesSave(_Fact):
     incompatible: tuple[str, ...] = ()
 
 
+class Ipset(_Fact):
+    """One set of ``ipset save``: its type (``hash:ip``, ``hash:net``, ...), family (``inet`` or
+    ``inet6``) and members as listed (timeouts and counters dropped). ``nomatch``: a member
+    excludes its addresses (a hash:net exception), which the engine does not model."""
+
+    name: str
+    type: str
+    family: str | None = None
+    members: tuple[str, ...] = ()
+    nomatch: bool = False
+
+
 class IptablesListings(_Fact):
     """``iptables-save`` listings. ``None`` where there is nothing to read: no legacy table is
     registered in the kernel (``/proc/net/ip*_tables_names`` empty or absent), or the nftables
@@ -123,6 +135,8 @@ class IptablesListings(_Fact):
     legacy_v6: IptablesSave | None = None  #: ip6tables-legacy-save
     nft_v4: IptablesSave | None = None  #: iptables-nft-save
     nft_v6: IptablesSave | None = None  #: ip6tables-nft-save
+    #: ``ipset save``, read only where a listing matches a set (``-m set --match-set``).
+    ipsets: tuple[Ipset, ...] | None = None
 
 
 class HostFacts(_Fact):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from auditor.domain.facts import IptablesListings
+from auditor.domain.facts import Ipset, IptablesListings
 from probes.parsers.iptables import iptables_save_fact
 from topology.firewall import Firewall, Hook, Verdict
 from topology.hostrules import LEGACY_PREFIX, UNREAD_TABLE, host_document
@@ -139,3 +139,45 @@ def test_facts_from_before_iptables_was_collected_read_as_no_iptables_rules() ->
     nft = _nft("ufw-server")
     document, notes = host_document(nft, None)
     assert document == {"nftables": nft["nftables"]} and notes == []
+
+
+# -- ipsets: -m set --match-set read from ipset save --------------------------------------------
+
+
+def _ipset_host(*sets: Ipset) -> Firewall:
+    listing = iptables_save_fact(
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+        "-A INPUT -m set --match-set blocked src -j DROP\nCOMMIT\n"
+    )
+    listings = IptablesListings(legacy_v4=listing, ipsets=sets)
+    return Firewall.from_nft_json(host_document({"nftables": []}, listings)[0])
+
+
+def _from(source: str) -> Packet:
+    return Packet(4, 6, source, "10.98.249.2", sport=40000, dport=22, iif="eth0")
+
+
+def _verdicts(firewall: Firewall, packet: Packet) -> list[tuple[Verdict, bool]]:
+    return sorted((o.verdict, o.certain) for o in firewall.decision_for(Hook.INPUT, packet))
+
+
+def test_an_ipset_of_networks_is_looked_up_like_an_nft_set() -> None:
+    blocked = Ipset(name="blocked", type="hash:net", family="inet", members=("10.98.1.0/24",))
+    firewall = _ipset_host(blocked)
+    assert _verdicts(firewall, _from("10.98.1.77")) == [(Verdict.DROP, True)]
+    assert _verdicts(firewall, _from("10.98.2.77")) == [(Verdict.ACCEPT, True)]
+
+
+@pytest.mark.parametrize(
+    "ipset",
+    [
+        Ipset(name="blocked", type="hash:net", members=("10.98.1.0/24",), nomatch=True),
+        Ipset(name="blocked", type="hash:ip,port", members=("10.98.1.77,tcp:22",)),
+        Ipset(name="blocked", type="hash:net", family="inet6", members=("fd98::/64",)),
+        Ipset(name="other", type="hash:net", members=("10.98.1.0/24",)),
+    ],
+    ids=["nomatch", "two-dimensions", "other-family", "not-listed"],
+)
+def test_an_ipset_the_engine_cannot_read_leaves_the_rule_unknown(ipset: Ipset) -> None:
+    firewall = _ipset_host(ipset)
+    assert {c for _, c in _verdicts(firewall, _from("10.98.1.77"))} == {False}

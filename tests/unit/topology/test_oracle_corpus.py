@@ -34,6 +34,7 @@ REQUIRED = {
     "firewalld-public",
     "iptables-legacy",
     "docker-iptables-legacy",
+    "ipset-legacy",
 }
 #: Tools ``make setup`` does not install: Debian's firewalld package starts the daemon on a
 #: systemd host, which would firewall the auditing machine itself. Their recorded rule sets are
@@ -107,9 +108,7 @@ def test_a_kernel_verdict_flipped_is_reported_wrong() -> None:
     assert _wrong_cases("ufw-server", again)[0].startswith(f"ufw-server: input {agreed.probe}")
 
 
-def _legacy_read(
-    view: differential.HostView, records: list[differential.KernelRecord]
-) -> None:
+def _legacy_read(view: differential.HostView, records: list[differential.KernelRecord]) -> None:
     """The kernel drops what the legacy rules drop; the engine, reading them, agrees, and
     would have been wrong without them (nft lists none of those rules)."""
     figures, found = differential.compare(view, records)
@@ -147,7 +146,7 @@ def test_unread_legacy_rules_make_every_accept_uncertain() -> None:
 
 
 # -- live: the tools again, the kernel again ---------------------------------------------------
-TOOLS = ("ip", "nft", "conntrack", "ufw", "iptables-nft", "iptables-legacy", "unshare")
+TOOLS = ("ip", "nft", "conntrack", "ufw", "iptables-nft", "iptables-legacy", "ipset", "unshare")
 live = pytest.mark.skipif(
     os.geteuid() != 0 or not all(shutil.which(t) for t in TOOLS),
     reason=f"needs root and {', '.join(TOOLS)} (make setup installs them)",

@@ -142,6 +142,29 @@ ip6tables-legacy -P INPUT DROP
 """
 
 
+#: A legacy host firewall with an ipset blocklist (as fail2ban's or a hand-kept one): sets of
+#: networks and of single addresses, v4 and v6, looked up by source and by destination.
+IPSET_LEGACY = """
+set -e
+ipset create blocked hash:net
+ipset add blocked 10.98.249.128/25
+ipset add blocked 10.98.251.0/28
+ipset create admins hash:ip
+ipset add admins 10.98.249.1
+ipset create blocked6 hash:net family inet6
+ipset add blocked6 fd98:0:0:249::/126
+iptables-legacy -A INPUT -i lo -j ACCEPT
+iptables-legacy -A INPUT -m set --match-set blocked src -j DROP
+iptables-legacy -A INPUT -p tcp --dport 22 -m set --match-set admins src -j ACCEPT
+iptables-legacy -A INPUT -p udp -j ACCEPT
+iptables-legacy -P INPUT DROP
+iptables-legacy -A FORWARD -m set ! --match-set blocked dst -j ACCEPT
+iptables-legacy -P FORWARD DROP
+ip6tables-legacy -A INPUT -m set --match-set blocked6 src -j DROP
+ip6tables-legacy -P INPUT ACCEPT
+"""
+
+
 @dataclass(frozen=True)
 class Source:
     """One rule set of the corpus: how a real tool builds it in fw."""
@@ -198,4 +221,7 @@ def sources(lab: Netlab) -> list[Source]:
         found.append(Source("iptables-legacy", "iptables-legacy", _shell(LEGACY), legacy=True))
         docker = _shell("BACKEND=legacy\n" + DOCKER)
         found.append(Source("docker-iptables-legacy", "iptables-legacy", docker, legacy=True))
+        if shutil.which("ipset"):
+            ipset = _shell(IPSET_LEGACY)
+            found.append(Source("ipset-legacy", "iptables-legacy", ipset, legacy=True))
     return found

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ from typing import IO, Any
 from auditor.domain.errors import AuditorError
 from auditor.domain.facts import IptablesListings, IptablesSave
 from probes.host_collector import LEGACY_NAMES, has_xt_expressions
+from probes.parsers.ipset import parse_ipset_save
 from probes.parsers.iptables import iptables_save_fact
 
 HOOKS = ("prerouting", "input", "forward", "output", "postrouting")
@@ -312,6 +314,7 @@ class Netlab:
         """What the collector reads beside nftables, read the way it reads it: legacy tables'
         listings where the kernel has such tables, iptables-nft's where nft showed xt."""
         listed: dict[str, IptablesSave | None] = {}
+        texts: list[str] = []
         for version, tool in ((4, "iptables"), (6, "ip6tables")):
             names = self.run("fw", "cat", LEGACY_NAMES[version], check=False)
             legacy = self.run("fw", f"{tool}-legacy-save") if names.strip() else None
@@ -319,7 +322,11 @@ class Netlab:
             nft = self.run("fw", f"{tool}-nft-save") if has_xt_expressions(doc, family) else None
             listed[f"legacy_v{version}"] = None if legacy is None else iptables_save_fact(legacy)
             listed[f"nft_v{version}"] = None if nft is None else iptables_save_fact(nft)
-        return IptablesListings(**listed)
+            texts += [t for t in (legacy, nft) if t is not None]
+        ipsets = None
+        if any("--match-set" in text for text in texts):
+            ipsets = parse_ipset_save(self.run("fw", "ipset", "save"))
+        return IptablesListings(**listed, ipsets=ipsets)
 
     def routes(self) -> tuple[str, str, str, str]:
         """fw's routes, every table, and its policy rules, as the collector lists them
@@ -343,6 +350,8 @@ class Netlab:
                 self.run("fw", tool, "-t", table, "-X", check=False)
                 for chain in chains:
                     self.run("fw", tool, "-t", table, "-P", chain, "ACCEPT", check=False)
+        if shutil.which("ipset"):
+            self.run("fw", "ipset", "destroy", check=False)  # no rule refers to them now
             for chain in ("INPUT", "FORWARD", "OUTPUT"):
                 self.run("fw", tool, "-P", chain, "ACCEPT", check=False)
         self.run("fw", "conntrack", "-F", check=False)

@@ -146,12 +146,18 @@ def literals_of(doc: dict[str, Any]) -> Literals:
     return found
 
 
+#: The links' broadcast addresses. A socket bound to one as its source sends from the
+#: namespace's own address instead (measured: an ipset holding the broadcast address did not
+#: match, one holding the sender's address did): such a probe is not the packet it names.
+LINK_BROADCASTS = {"10.98.249.255", "10.98.250.255"}
+
+
 def _sendable(address: str, *, source: bool) -> bool:
     """Addresses a socket can be given at all (the kernel refuses the unspecified one)."""
     parsed = ipaddress.ip_address(address)
     if parsed.is_unspecified:
         return False
-    return not (source and parsed.is_multicast)
+    return not (source and (parsed.is_multicast or address in LINK_BROADCASTS))
 
 
 def _variants(path: str, base: Probe, lit: Literals) -> Iterator[Probe]:
