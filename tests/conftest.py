@@ -41,6 +41,9 @@ SCENARIO_ORDER = [
     "weak-authentication",
     "security-update-pending",
     "detection-off",
+    "ufw-managed",
+    "recv-ufw-egress",
+    "send-legacy-inbound",
 ]
 
 # `make test` must give the same answer on every run: by default every property and fuzz test

@@ -129,3 +129,62 @@ def test_rogue_device_answers_on_line_recv(lab: LabState) -> None:
         ).returncode
         == 0
     )
+
+
+def _nft_tables(host: str) -> list[str]:
+    return run_in(host, "nft list tables").stdout.splitlines()
+
+
+@pytest.mark.scenario("ufw-managed")
+def test_ufw_managed_filters_are_ufw_s_and_hold_the_baseline_policy(lab: LabState) -> None:
+    assert _expected(lab) == []
+    for host in ("recv-srv", "send-srv"):
+        status = run_in(host, "ufw status verbose").stdout
+        assert "Status: active" in status and "deny (incoming), deny (outgoing)" in status, status
+        # ufw's tables (iptables-nft) and none of the lab's own nftables.conf.
+        assert _nft_tables(host) == ["table ip filter", "table ip6 filter"]
+    # recv-srv opens nothing, not even to hospital on its own link, nor a ping over IPv6 (ufw's
+    # stock before6.rules would let that out).
+    assert not tcp_connects("recv-srv", "10.98.10.10", 22)
+    assert not tcp_connects("recv-srv", "fd98:0:0:10::10", 22)
+    assert run_in("recv-srv", "ping -6 -c 1 -W 1 fd98:0:0:10::10").returncode != 0
+    # Nothing new reaches send-srv from carrier-out, pings included (ufw's stock before rules
+    # admit echo requests).
+    assert not tcp_connects("recipient", "10.98.11.20", 22)
+    assert run_in("recipient", "ping -c 1 -W 1 10.98.11.20").returncode != 0
+    assert run_in("recipient", "ping -6 -c 1 -W 1 fd98:0:0:11::20").returncode != 0
+    # What the baseline admits still works: SFTP on the lines and the tunnels.
+    assert tcp_connects("proc-srv", "10.98.21.20", 22)
+    assert tcp_connects("proc-srv", "fd98:0:0:22::20", 22)
+    assert_delivered_end_to_end(timeout=60)
+
+
+@pytest.mark.scenario("recv-ufw-egress")
+def test_recv_ufw_egress_recv_srv_reaches_hospital(lab: LabState) -> None:
+    assert _expected(lab) == [("recv-no-outbound", "recv-srv")]
+    status = run_in("recv-srv", "ufw status verbose").stdout
+    assert "Status: active" in status and "deny (incoming), allow (outgoing)" in status, status
+    assert _nft_tables("recv-srv") == ["table ip filter", "table ip6 filter"]
+    assert tcp_connects("recv-srv", "10.98.10.10", 22)
+    assert tcp_connects("recv-srv", "fd98:0:0:10::10", 22)
+    assert "default via 10.98.10.1" in run_in("recv-srv", "ip route").stdout
+
+
+@pytest.mark.scenario("send-legacy-inbound")
+def test_send_legacy_inbound_rules_only_in_legacy_admit_8443(lab: LabState) -> None:
+    assert _expected(lab) == [
+        ("send-no-inbound", "send-srv"),
+        ("unauthorized-access-prevention", "send-srv"),
+    ]
+    # The nft listing shows nothing: the filter lives in iptables-legacy's tables.
+    assert run_in("send-srv", "nft list ruleset").stdout.strip() == ""
+    for save in ("iptables-legacy-save", "ip6tables-legacy-save"):
+        listing = run_in("send-srv", save).stdout
+        assert ":INPUT DROP" in listing, listing
+        assert "-A INPUT -i carrier-out -p tcp -m tcp --dport 8443 -j ACCEPT" in listing, listing
+    assert tcp_connects("recipient", "10.98.11.20", 8443)
+    assert tcp_connects("recipient", "fd98:0:0:11::20", 8443)
+    # The legacy rules do filter: the rest stays closed to carrier-out.
+    assert not tcp_connects("recipient", "10.98.11.20", 22)
+    assert not tcp_connects("recipient", "fd98:0:0:11::20", 22)
+    assert_delivered_end_to_end(timeout=60)
