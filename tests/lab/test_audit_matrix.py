@@ -197,6 +197,14 @@ BASELINE_REMOTE_UNDECIDED = {
 }
 
 
+#: The expected failures the remote layout cannot confirm (left inconclusive): those that rest
+#: on a probe alone. The others are also failed by the model (the collected rule sets and
+#: routes), which the remote layout reads as well over SSH, so they stay failures.
+REMOTE_UNDECIDED_FAILURES = {
+    "rogue-device": {("inventory-complete", "line-recv")},  # only a sweep finds rogue-1
+}
+
+
 def _remote_disagreements(direct: AuditRun, remote: AuditRun) -> dict[tuple[str, str], str]:
     """Each pair the two audits judge differently, with the remote finding's status and
     reason: "status: reason"."""
@@ -228,6 +236,8 @@ def test_the_remote_layout_agrees_with_the_direct_audit_or_says_what_it_could_no
         if not (why.startswith("inconclusive: ") and any(b in why for b in REMOTE_BLIND))
     }
     assert unexplained == {}
+    failed = verdicts_of(direct.findings).failed - verdicts_of(remote.findings).failed
+    assert failed == REMOTE_UNDECIDED_FAILURES.get(scenario, set())
     if scenario == "baseline":
         assert set(differing) == BASELINE_REMOTE_UNDECIDED, differing
     # Everything the hosts themselves tell (collected over SSH) is judged the same.
