@@ -102,6 +102,14 @@ def status_command() -> None:
 
 @lab_app.command("inventory")
 @_one_line_errors
-def inventory_command() -> None:
+def inventory_command(
+    remote: Annotated[
+        bool,
+        typer.Option(
+            "--remote",
+            help="the remote-vantage layout: the auditor plugged into term-lan only",
+        ),
+    ] = False,
+) -> None:
     """Print the path of the running lab's inventory file."""
-    _say(str(runtime.inventory_path()))
+    _say(str(runtime.inventory_path(remote)))

@@ -1,4 +1,10 @@
-"""The inventory the lab writes for the auditor, generated from the lab's one description."""
+"""The inventories the lab writes for the auditor, generated from the lab's one description.
+
+``inventory.yaml``: the auditor's machine plugged into every segment (``.1`` / ``::1``).
+``inventory-remote.yaml``: the same organisation, the auditor plugged into the analyst
+terminal LAN only; every other network is reached through the vantage host or not at all
+(docs/lab.md, "The remote-vantage inventory").
+"""
 
 from __future__ import annotations
 
@@ -19,13 +25,37 @@ def inventory_document(scenario: Scenario) -> dict[str, Any]:
     return document
 
 
+INVENTORY_FILE = "inventory.yaml"
+REMOTE_INVENTORY_FILE = "inventory-remote.yaml"
+
+#: The one segment the auditor's machine is plugged into in the remote-vantage layout: an
+#: auditor on site sits at an analyst terminal's desk; the racks of the receiving and sending
+#: servers, the carrier lines and the office are out of reach.
+REMOTE_LAYOUT_SEGMENT = "term-lan"
+
+
+def remote_inventory_document(scenario: Scenario) -> dict[str, Any]:
+    """The scenario's inventory with the auditor's address on every network but one
+    removed: the layout in which the other probes must run from vantage points."""
+    document = inventory_document(scenario)
+    for name, network in document["networks"].items():
+        if name != REMOTE_LAYOUT_SEGMENT:
+            network.pop("auditor", None)
+    return document
+
+
 def write_inventory(scenario: Scenario, state: Path) -> Path:
-    """Write ``<state>/inventory.yaml`` and check that it loads as the auditor will load it."""
-    path = state / "inventory.yaml"
+    """Write ``<state>/inventory.yaml`` and ``<state>/inventory-remote.yaml``, and check that
+    both load as the auditor will load them. Returns the first."""
+    _write(state / REMOTE_INVENTORY_FILE, scenario, remote_inventory_document(scenario))
+    return _write(state / INVENTORY_FILE, scenario, inventory_document(scenario))
+
+
+def _write(path: Path, scenario: Scenario, document: dict[str, Any]) -> Path:
     header = (
         f"# Written by `auditor lab up` for scenario {scenario.name!r}; regenerated each time.\n"
     )
-    body = yaml.safe_dump(inventory_document(scenario), sort_keys=False, allow_unicode=True)
+    body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
     path.write_text(header + body, encoding="utf-8")
     load_inventory(path)
     return path

@@ -25,7 +25,7 @@ from lab import guard
 from lab.baseline import KEY_FILE, KNOWN_HOSTS_FILE
 from lab.build import build_image
 from lab.errors import LabError
-from lab.labinventory import inventory_document, write_inventory
+from lab.labinventory import REMOTE_INVENTORY_FILE, inventory_document, write_inventory
 from lab.model import AUDITOR_OCTET, NETWORKS
 from lab.paths import state_dir
 from lab.plan import ContainerPlan, LabPlan, make_plan
@@ -57,6 +57,11 @@ class LabState:
     @property
     def inventory_path(self) -> Path:
         return Path(self.inventory)
+
+    @property
+    def remote_inventory_path(self) -> Path:
+        """The same lab, the auditor plugged into one segment (lab.labinventory)."""
+        return Path(self.state_dir) / REMOTE_INVENTORY_FILE
 
     @property
     def known_hosts(self) -> Path:
@@ -393,11 +398,11 @@ def current() -> LabState | None:
     return lab
 
 
-def inventory_path() -> Path:
+def inventory_path(remote: bool = False) -> Path:
     lab = current()
     if lab is None:
         raise LabError("no lab is running (start one with `auditor lab up`)")
-    return lab.inventory_path
+    return lab.remote_inventory_path if remote else lab.inventory_path
 
 
 @dataclass

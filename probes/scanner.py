@@ -293,8 +293,10 @@ def nmap_arguments(
 
 
 def presence_arguments(family: int, interface: str | None) -> list[str]:
-    """nmap options for a host-discovery-only run (ARP / neighbour solicitation on the local
-    link), made after a local scan to check that its targets were still there."""
+    """nmap options for a host-discovery-only run, made after a scan to check that its
+    targets were still there: ARP / neighbour solicitation toward a target on the scanner's
+    own link; toward a routed one, nmap's default echo, TCP SYN 443, ACK 80 and timestamp
+    probes (which a compliant host may well drop: see ``_absent_after_scan``)."""
     family_opts = ["-6"] if family == 6 else []
     interface_opts = ["-e", interface] if interface else []
     return ["-sn", *family_opts, *interface_opts, "-n", "--reason", "-oX", "-"]
@@ -493,16 +495,24 @@ class _Where:
     source: str | None
 
 
+@dataclass(frozen=True)
+class _Presence:
+    """The presence check's run, and whether the scanner shares a link with the targets."""
+
+    outcome: _Outcome
+    on_link: bool
+
+
 def _target_attempt(
     target: str,
     outcomes: list[tuple[Proto, _Outcome]],
     where: _Where,
-    presence: _Outcome | None = None,
+    presence: _Presence | None = None,
 ) -> Attempt[HostScan]:
     """Merge the runs of all protocols for one target: any failure fails the target, since a
-    TCP-only answer would silently hide what UDP had to say. A local scan also needs the
-    target present on its link after the scan (``presence``): a host that left mid-scan
-    shows every remaining port as filtered, which must not read as "nothing open"."""
+    TCP-only answer would silently hide what UDP had to say. The target must also be shown
+    present after the scan (``presence``): a host that left mid-scan shows every remaining
+    port as filtered, which must not read as "nothing open"."""
     key = normalize_address(target)
     evidence = [ref for _, outcome in outcomes for ref in outcome.evidence]
     ports: list[PortResult] = []
@@ -526,11 +536,13 @@ def _target_attempt(
         others += host.other_ports
         status = host.status
     if presence is not None:
-        evidence += presence.evidence
-        gone = _absent_after_scan(target, presence)
+        evidence += presence.outcome.evidence
+        gone = _absent_after_scan(target, presence, where.vantage_host)
         if gone is not None:
             reason, message = gone
             return Attempt.failed(PROBE, target, reason, message, evidence)
+        if not _answered(target, presence, ports):
+            status = UNCONFIRMED
     scan = HostScan(
         address=target,
         vantage=where.vantage,
@@ -544,19 +556,46 @@ def _target_attempt(
     return Attempt.ok(PROBE, target, scan, evidence)
 
 
-def _absent_after_scan(target: str, presence: _Outcome) -> tuple[ErrorReason, str] | None:
-    """Why ``target`` cannot be shown present after the scan, or None when it answered."""
-    if presence.error is not None:
-        reason, message = presence.error
+#: nmap's reasons for a port state that mean the target itself answered the probe.
+_TARGET_ANSWERS = frozenset({"syn-ack", "reset", "udp-response", "port-unreach"})
+
+#: HostScan.status of a routed target that answered neither the scan nor the presence check:
+#: absent, or present and dropping everything; from that vantage point the same (no port
+#: answers), so the scan stands, marked.
+UNCONFIRMED = "unconfirmed"
+
+
+def _absent_after_scan(
+    target: str, presence: _Presence, vantage_host: str | None
+) -> tuple[ErrorReason, str] | None:
+    """Why ``target`` must be taken as absent after the scan, or None.
+
+    On the scanner's own link the answer is definite: every host answers ARP / neighbour
+    solicitation whatever its firewall, so silence there means it is gone. Toward a routed
+    target (a vantage host scanning through routers) nothing is owed: a compliant host drops
+    nmap's echo and TCP probes exactly as an absent one would, so silence is never read as
+    absence there (docs/network-probes.md, "Presence")."""
+    if presence.outcome.error is not None:
+        reason, message = presence.outcome.error
         return reason, f"presence check after the scan: {message}"
-    host = presence.hosts.get(normalize_address(target))
-    if host is None or host.status != "up":
-        return (
-            ErrorReason.UNREACHABLE,
-            f"{target} no longer answered ARP / neighbour discovery after the scan: it left "
-            "the network while being scanned, so its ports' silence proves nothing",
-        )
-    return None
+    if not presence.on_link or _seen_up(target, presence):
+        return None
+    where = f" from {vantage_host}" if vantage_host else ""
+    return (
+        ErrorReason.UNREACHABLE,
+        f"{target} no longer answered ARP / neighbour discovery{where} after the scan: it "
+        "left the network while being scanned, so its ports' silence proves nothing",
+    )
+
+
+def _seen_up(target: str, presence: _Presence) -> bool:
+    host = presence.outcome.hosts.get(normalize_address(target))
+    return host is not None and host.status == "up"
+
+
+def _answered(target: str, presence: _Presence, ports: Sequence[PortResult]) -> bool:
+    """Whether the target itself answered anything: the presence check, or a scanned port."""
+    return _seen_up(target, presence) or any(p.reason in _TARGET_ANSWERS for p in ports)
 
 
 def _scan(
@@ -568,6 +607,7 @@ def _scan(
     profile: ScanProfile,
     sink: EvidenceSink,
     check_target: CheckTarget,
+    on_link: bool = True,
 ) -> list[Attempt[HostScan]]:
     results: dict[str, Attempt[HostScan]] = {}
     allowed: dict[int, list[str]] = {4: [], 6: []}
@@ -591,13 +631,12 @@ def _scan(
             runner, interface, family, targets=family_targets, profile=profile, sink=sink
         )
         presence = None
-        if vantage is Vantage.LOCAL and any(o.error is None for _, o in outcomes):
-            # On our own link nmap saw each target answer ARP / ND before scanning it; asking
+        if any(o.error is None for _, o in outcomes):
+            # On its own link nmap saw each target answer ARP / ND before scanning it; asking
             # again afterwards closes the window of a host leaving mid-scan.
             options = presence_arguments(family, interface)
-            presence = _run_once(
-                runner, options, targets=family_targets, profile=profile, sink=sink
-            )
+            checked = _run_once(runner, options, targets=family_targets, profile=profile, sink=sink)
+            presence = _Presence(checked, on_link=on_link)
         where = _Where(vantage, vantage_host, source)
         for target in family_targets:
             results[target] = _target_attempt(target, outcomes, where, presence)
@@ -672,10 +711,15 @@ def scan_from_remote(
     check_target: CheckTarget,
     profile: ScanProfile | None = None,
     nmap_command: str = "sudo -n /usr/bin/nmap",
+    on_link: bool = True,
 ) -> list[Attempt[HostScan]]:
     """Scan ``targets`` from the SSH host ``vantage_host`` (``nmap ... -oX -`` run there).
 
     Same result as ``scan_from_here``; TOOL_MISSING / NOT_PERMITTED come from the remote side.
+    ``on_link``: the vantage host shares a link with the targets, so a target that stops
+    answering ARP / ND is gone; False for targets behind routers, whose silence after the
+    scan is not taken for absence (their HostScan's status is then ``UNCONFIRMED`` unless
+    they answered something).
     """
 
     def runner_for(family: int) -> tuple[Runner, str | None, str | None]:
@@ -689,11 +733,13 @@ def scan_from_remote(
         profile=profile or ScanProfile(),
         sink=sink,
         check_target=check_target,
+        on_link=on_link,
     )
 
 
 __all__ = [
     "DEFAULT_UDP_PORTS",
+    "UNCONFIRMED",
     "HostScan",
     "NmapParseError",
     "OtherPorts",

@@ -208,7 +208,7 @@ class NetworkProbes:
     def _capture_link(self, network: str, seconds: float) -> Attempt[LinkClassification]:
         local = self._local_address(network)
         if local is None:
-            return _no_vantage(network)
+            return _no_vantage(network, "capture")
         spec = CaptureSpec(local, self._link_filter(), max_seconds=seconds, network=network)
         self.observer.step("links", f"capturing on {network} for {seconds:.0f} s")
         return classify_link(spec, self.store)
@@ -267,6 +267,7 @@ class NetworkProbes:
         jobs = [
             (network, family)
             for network in self.inventory.networks
+            if self._local_address(network) is not None
             for family in (4, 6)
             if self._scan_targets(network, family)
         ]
@@ -282,6 +283,9 @@ class NetworkProbes:
             assert merged is not None
             self.ctx.scans[network] = merged
         self._scan_from_vantage_hosts()
+        for network in self.inventory.networks:
+            if network not in self.ctx.scans and self._scan_targets(network):
+                self.ctx.scans[network] = _no_vantage(network, "scan")
 
     def _scan_targets(self, network: str, family: int | None = None) -> list[str]:
         """The organisation hosts' declared addresses on a network (of one family)."""
@@ -315,7 +319,10 @@ class NetworkProbes:
         definition = self.inventory.networks[network].auditor
         source = getattr(definition, f"ipv{family}", None) if definition else None
         if source is None:
-            return _no_vantage(network)
+            return Attempt.failed(
+                "network", network, ErrorReason.UNREACHABLE,
+                f"this machine has no IPv{family} address on {network} (the inventory names none)",
+            )  # fmt: skip
         targets = self._scan_targets(network, family)
         self.observer.step("scan", f"scanning {len(targets)} IPv{family} addresses on {network}")
         attempts = scan_from_here(
@@ -328,7 +335,9 @@ class NetworkProbes:
         return _scan_observation(network, f"local {source}", attempts)
 
     def _scan_from_vantage_hosts(self) -> None:
-        """Outside vantage points (role vantage, reached over SSH) scan their own networks."""
+        """Vantage points (role vantage, reached over SSH, nmap allowed by their sudoers) scan
+        the networks they are on: beside this machine's scan where it has an address there,
+        instead of it where it has none (the auditor plugged into fewer segments)."""
         vantages = [
             h for h in self.inventory.hosts_with(Role.VANTAGE) if self.inventory.hosts[h].ssh
         ]
@@ -347,7 +356,9 @@ class NetworkProbes:
                         run_remote=remote,
                         sink=self.store,
                         check_target=self.guard.check,
-                        profile=self.profile,
+                        profile=self._profile_for(network),
+                        # the vantage host has an address on the network it scans
+                        on_link=True,
                     )
                     observed = _scan_observation(network, f"ssh {vantage}", attempts)
                     self.ctx.scans[network] = _merge_scans(self.ctx.scans.get(network), observed)
@@ -360,6 +371,8 @@ class NetworkProbes:
             self.ctx.discovery[network] = _convert(attempt, _discovery_observation)
 
     def _discover(self, network: str) -> Attempt[DiscoveryResult]:
+        if self._local_address(network) is None:
+            return _no_vantage(network, "sweep")
         self.observer.step("discovery", f"sweeping {network}")
         return discover_inventory_network(
             self.inventory, network, sink=self.store, check_target=self.guard.check
@@ -383,10 +396,24 @@ def _parallel(items: Sequence[str], work: Callable[[str], T]) -> list[T]:
         return list(pool.map(work, items))
 
 
-def _no_vantage(network: str) -> Attempt[T]:
+#: Why a probe cannot run from anywhere but this machine (docs/network-probes.md, "Remote
+#: vantage points"): scans also run from a vantage host on the network; captures and
+#: neighbour sweeps need root's raw sockets there (tcpdump, nmap -sn -PR), and this audit
+#: does not run them remotely yet.
+_REMOTE_PATH = {
+    "scan": "no vantage host (role vantage, with an ssh address) is on it either",
+    "capture": "captures do not run from remote vantage points",
+    "sweep": "neighbour sweeps do not run from remote vantage points",
+}
+
+
+def _no_vantage(network: str, probe: str) -> Attempt[T]:
+    """Nothing could look at ``network``: the auditor is not plugged into it and no remote
+    path for this probe exists. Missing evidence, never a verdict."""
     return Attempt.failed(
         "network", network, ErrorReason.UNREACHABLE,
-        f"this machine has no address on {network} (the inventory names none)",
+        f"this machine has no address on {network} (the inventory names none), and "
+        f"{_REMOTE_PATH[probe]}",
     )  # fmt: skip
 
 

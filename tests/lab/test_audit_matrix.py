@@ -42,22 +42,23 @@ class AuditRun:
 _RUNS: dict[str, AuditRun] = {}
 
 
-def audit_of(lab: LabState, tmp_root: Path) -> AuditRun:
-    """One audit per scenario, shared by the tests of that scenario."""
-    if lab.scenario not in _RUNS:
-        out = tmp_root / f"audit-{lab.scenario}"
+def audit_of(lab: LabState, tmp_root: Path, *, remote: bool = False) -> AuditRun:
+    """One audit per scenario and inventory, shared by the tests of that scenario. ``remote``:
+    through the remote-vantage inventory (the auditor plugged into term-lan only)."""
+    key = f"{lab.scenario}-remote" if remote else lab.scenario
+    if key not in _RUNS:
+        out = tmp_root / f"audit-{key}"
+        inventory = lab.remote_inventory_path if remote else lab.inventory_path
         proc = subprocess.run(
-            [*AUDITOR, "audit", "--inventory", str(lab.inventory_path), "--out", str(out)],
+            [*AUDITOR, "audit", "--inventory", str(inventory), "--out", str(out)],
             capture_output=True,
             text=True,
             timeout=600,
             check=False,
         )
         document = json.loads((out / "findings.json").read_text(encoding="utf-8"))
-        _RUNS[lab.scenario] = AuditRun(
-            out, proc.returncode, proc.stdout, proc.stderr, document["findings"]
-        )
-    return _RUNS[lab.scenario]
+        _RUNS[key] = AuditRun(out, proc.returncode, proc.stdout, proc.stderr, document["findings"])
+    return _RUNS[key]
 
 
 def _params(names: list[str] = SCENARIOS) -> list[Any]:
@@ -166,3 +167,85 @@ def test_no_planted_secret_reaches_the_run_folder_or_the_bundle(
         if secret.encode() in data
     ]
     assert leaks == []
+
+
+# -- the remote-vantage layout ----------------------------------------------------------------
+
+#: What an audit through the remote-vantage inventory cannot see, as its reasons say it: the
+#: auditor is on term-lan only, inet-canary (the one host whose sudoers allow nmap and
+#: tcpdump) is on inet only, and captures and neighbour sweeps have no remote path. So the
+#: carrier lines cannot be captured or scanned, line-recv and line-send neither scanned nor
+#: swept, and the egress tests find no network they could watch (docs/lab.md).
+REMOTE_BLIND = (
+    "this machine has no address on",  # a scan, capture or sweep of a network out of reach
+    "no capture ran",  # an egress test: none of its external networks could be watched
+    "no capture on",  # an egress test: some of them could not
+)
+
+#: The baseline's findings the remote layout turns from pass to inconclusive, and only these.
+BASELINE_REMOTE_UNDECIDED = {
+    ("inventory-complete", "line-recv"),  # no sweep of line-recv
+    ("inventory-complete", "line-send"),  # no sweep of line-send
+    ("links-encrypted", "recv-srv"),  # no capture on carrier-in
+    ("links-encrypted", "send-srv"),  # no capture on carrier-out
+    ("proc-egress-only-via-gateways", "proc-srv"),  # no egress capture
+    ("recv-no-outbound", "recv-srv"),  # no egress capture
+    ("send-no-inbound", "send-srv"),  # no scan of carrier-out
+    ("unauthorized-access-prevention", "proc-srv"),  # no scan of line-recv, line-send
+    ("unauthorized-access-prevention", "recv-srv"),  # no scan of carrier-in, line-recv
+    ("unauthorized-access-prevention", "send-srv"),  # no scan of carrier-out, line-send
+}
+
+
+#: The expected failures the remote layout cannot confirm (left inconclusive): those that rest
+#: on a probe alone. The others are also failed by the model (the collected rule sets and
+#: routes), which the remote layout reads as well over SSH, so they stay failures.
+REMOTE_UNDECIDED_FAILURES = {
+    "rogue-device": {("inventory-complete", "line-recv")},  # only a sweep finds rogue-1
+}
+
+
+def _remote_disagreements(direct: AuditRun, remote: AuditRun) -> dict[tuple[str, str], str]:
+    """Each pair the two audits judge differently, with the remote finding's status and
+    reason: "status: reason"."""
+    before = {(f["control"], f["subject"]): f for f in direct.findings}
+    after = {(f["control"], f["subject"]): f for f in remote.findings}
+    assert set(before) == set(after), set(before) ^ set(after)
+    return {
+        pair: f"{after[pair]['status']}: {after[pair].get('reason') or after[pair]['summary']}"
+        for pair in before
+        if before[pair]["status"] != after[pair]["status"]
+    }
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("scenario", _params())
+def test_the_remote_layout_agrees_with_the_direct_audit_or_says_what_it_could_not_see(
+    scenario: str, lab: LabState, tmp_root: Path
+) -> None:
+    """Audited right after the direct audit, with the scenario still up: every pair gets the
+    same verdict, or the remote audit leaves it inconclusive because a probe could not run
+    from where it stands (its reason says which). It never passes or fails a pair the
+    direct audit judged otherwise."""
+    direct = audit_of(lab, tmp_root)
+    remote = audit_of(lab, tmp_root, remote=True)
+    differing = _remote_disagreements(direct, remote)
+    unexplained = {
+        pair: why
+        for pair, why in differing.items()
+        if not (why.startswith("inconclusive: ") and any(b in why for b in REMOTE_BLIND))
+    }
+    assert unexplained == {}
+    failed = verdicts_of(direct.findings).failed - verdicts_of(remote.findings).failed
+    assert failed == REMOTE_UNDECIDED_FAILURES.get(scenario, set())
+    if scenario == "baseline":
+        assert set(differing) == BASELINE_REMOTE_UNDECIDED, differing
+    # Everything the hosts themselves tell (collected over SSH) is judged the same.
+    agreeing = {
+        f["control"] for f in direct.findings if (f["control"], f["subject"]) not in differing
+    }
+    assert {"authentication-hardening", "operation-logging", "send-separate-host"} <= agreeing
+    verdicts = verdicts_of(remote.findings)
+    assert remote.exit_code == (1 if verdicts.failed else (2 if verdicts.undecided else 0))
+    report = verify_run(remote.out)
+    assert report.intact, report.problems

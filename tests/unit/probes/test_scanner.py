@@ -15,6 +15,7 @@ from probes.capture import CaptureSpec, running_capture
 from probes.netlocal import RemoteResult
 from probes.scanner import (
     NMAP_XML,
+    UNCONFIRMED,
     NmapParseError,
     PortState,
     ScanProfile,
@@ -352,3 +353,118 @@ def test_compliant_host_that_stays_passes_the_presence_check(scan_net: ScanNet) 
     )
     assert attempt.succeeded, attempt.error
     assert attempt.value is not None and attempt.value.open_ports("tcp") == []
+
+
+# -- presence checks of remote scans ---------------------------------------------------------
+
+
+@needs_netns
+def test_remote_scan_of_an_absent_on_link_target_is_unreachable(scan_net: ScanNet) -> None:
+    """From a vantage host on the target's own link, no ARP / ND answer means nobody there."""
+    attempts = scan_from_remote(
+        ["10.98.240.99", "fd98:0:0:240::99"],
+        vantage_host="van",
+        run_remote=netns_run_remote({"van": scan_net.vantage}),
+        sink=MemorySink(),
+        check_target=scope_check("10.98.240.0/24", "fd98:0:0:240::/64"),
+        profile=ScanProfile(tcp_ports="1-100", udp_ports=(53,), host_timeout=60),
+    )
+    for attempt in attempts:
+        assert attempt.error is not None, attempt.value
+        assert attempt.error.reason is ErrorReason.UNREACHABLE
+
+
+@needs_netns
+def test_remote_target_leaving_mid_scan_is_unreachable(scan_net: ScanNet) -> None:
+    """The remote twin of the local case: the presence check runs on the vantage host."""
+    leaver = scan_net.lab.namespace("rleave")
+    address, _ = scan_net.lab.attach(leaver, scan_net.lab.bridges[0], 14)
+    leaver.run("nft add table inet f")
+    leaver.run("nft add chain inet f in { type filter hook input priority 0 ; policy drop ; }")
+    sink = MemorySink()
+    unplug = threading.Timer(3.0, lambda: leaver.run("ip link set eth0 down"))
+    unplug.start()
+    try:
+        (attempt,) = scan_from_remote(
+            [address],
+            vantage_host="van",
+            run_remote=netns_run_remote({"van": scan_net.vantage}),
+            sink=sink,
+            check_target=scope_check("10.98.240.0/24"),
+            profile=ScanProfile(tcp_ports="1-2000", udp_ports=(), tcp_min_rate=100),
+        )
+    finally:
+        unplug.cancel()
+    assert attempt.error is not None, attempt.value
+    assert attempt.error.reason is ErrorReason.UNREACHABLE
+    assert "left the network while being scanned" in attempt.error.message
+    assert "from van" in attempt.error.message
+    assert len(sink.of_type(NMAP_XML)) == 2 and all(a.host == "van" for a in sink.items.values())
+
+
+@dataclass
+class RoutedNet:
+    vantage: Namespace
+    dropper4: str
+    open4: str
+
+
+@pytest.fixture(scope="module")
+def routed_net(scan_net: ScanNet) -> RoutedNet:
+    """A vantage host two links away from the targets: van2 (10.98.241.12) reaches
+    10.98.240.0/24 through a router namespace (.20 on both), so nmap cannot ARP them."""
+    lab = scan_net.lab
+    far = lab.bridge(241)
+    router = lab.namespace("rtr")
+    lab.attach(router, lab.bridges[0], 20)
+    lab.attach(router, far, 20)
+    router.run("sysctl -q -w net.ipv4.ip_forward=1")
+    vantage = lab.namespace("van2")
+    lab.attach(vantage, far, 12)
+    vantage.run("ip route add 10.98.240.0/24 via 10.98.241.20")
+    for ns in (scan_net.target, scan_net.dropper):
+        ns.run("ip route replace 10.98.241.0/24 via 10.98.240.20")
+    return RoutedNet(vantage, scan_net.dropper4, scan_net.v4)
+
+
+@needs_netns
+def test_routed_target_that_drops_everything_is_not_read_as_absent(
+    routed_net: RoutedNet,
+) -> None:
+    """The dropper answers no ping, no SYN, nothing, and ARP is not to be had through a
+    router: the presence check sees it down, which must not make it absent. Its scan stands
+    (no open port from there), marked unconfirmed."""
+    sink = MemorySink()
+    (attempt,) = scan_from_remote(
+        [routed_net.dropper4],
+        vantage_host="van2",
+        run_remote=netns_run_remote({"van2": routed_net.vantage}),
+        sink=sink,
+        check_target=scope_check("10.98.240.0/24"),
+        profile=ScanProfile(tcp_ports="1-200", udp_ports=(), tcp_min_rate=100),
+        on_link=False,
+    )
+    assert attempt.succeeded, attempt.error
+    scan = attempt.value
+    assert scan is not None and scan.open_ports("tcp") == []
+    assert scan.status == UNCONFIRMED
+    # The presence check ran, on the vantage host, and found nothing up.
+    (_, presence) = sink.of_type(NMAP_XML)
+    assert presence.command.split()[3] == "-sn" and presence.host == "van2"
+    assert b"<host>" not in presence.content or b'state="up"' not in presence.content
+
+
+@needs_netns
+def test_routed_target_that_answers_is_confirmed(routed_net: RoutedNet) -> None:
+    (attempt,) = scan_from_remote(
+        [routed_net.open4],
+        vantage_host="van2",
+        run_remote=netns_run_remote({"van2": routed_net.vantage}),
+        sink=MemorySink(),
+        check_target=scope_check("10.98.240.0/24"),
+        profile=ScanProfile(tcp_ports="1-10000", udp_ports=(), tcp_min_rate=1000),
+        on_link=False,
+    )
+    assert attempt.succeeded, attempt.error
+    assert attempt.value is not None and attempt.value.status == "up"
+    assert attempt.value.open_ports("tcp") == list(TCP_OPEN)
