@@ -60,6 +60,7 @@ from probes.parsers.authentication import (
 from probes.parsers.detection import parse_cron, parse_ossec_conf, parse_tmout
 from probes.parsers.grep import parse_grep_lines
 from probes.parsers.hostkey import fingerprint_sha256
+from probes.parsers.ipset import parse_ipset_save
 from probes.parsers.iptables import iptables_save_fact
 from probes.ssh import (
     SAFE_FILE_NAME,
@@ -86,6 +87,7 @@ TOOL_VERSION_COMMANDS: dict[str, str] = {
     "ss": "ss -V",
     "nft": "/usr/sbin/nft --version",
     "iptables": "/usr/sbin/iptables --version",
+    "ipset": "/usr/sbin/ipset version",
     "wg": "/usr/bin/wg --version",
     "procps": "ps -V",
     "dpkg": "dpkg-query --version",
@@ -374,7 +376,19 @@ def _iptables_rule() -> FactRule:
                 only_if=_nft_holds_xt(version),
             )
         )
+    # Last: the sets are asked for only when a listing looks one up.
+    steps.append(Step("iptables:ipsets", f"sudo -n {IPSET_SAVE}", "ipset", only_if=_matches_a_set))
     return FactRule("iptables", tuple(steps), _build_iptables)
+
+
+IPSET_SAVE = "/usr/sbin/ipset save"
+
+
+def _matches_a_set(outputs: Outputs, _facts: Mapping[str, Any]) -> bool:
+    return any(
+        key.startswith("iptables:") and text is not None and "--match-set" in text
+        for key, text in outputs.items()
+    )
 
 
 def _build_iptables(outputs: Outputs) -> object:
@@ -384,11 +398,13 @@ def _build_iptables(outputs: Outputs) -> object:
         # uncertain wherever iptables rules could drop (topology/hostrules.py).
         return None if text is None else iptables_save_fact(text)
 
+    sets = outputs["iptables:ipsets"]
     return IptablesListings(
         legacy_v4=listing("legacy-v4"),
         legacy_v6=listing("legacy-v6"),
         nft_v4=listing("nft-v4"),
         nft_v6=listing("nft-v6"),
+        ipsets=None if sets is None else parse_ipset_save(sets),
     )
 
 

@@ -390,6 +390,9 @@ def iptables_netns() -> Iterator[str]:
             "ip link set lo up",
             "iptables-legacy -A INPUT -p tcp --dport 2222 -j DROP",
             "iptables-nft -A INPUT -m conntrack --ctstate INVALID -j DROP",
+            "ipset create aud-blocked hash:net",
+            "ipset add aud-blocked 10.98.1.0/24",
+            "iptables-legacy -A INPUT -m set --match-set aud-blocked src -j DROP",
         ):
             subprocess.run(["ip", "netns", "exec", netns, *command.split()], check=True)
         yield netns
@@ -398,7 +401,8 @@ def iptables_netns() -> Iterator[str]:
 
 
 @pytest.mark.skipif(
-    not Path("/usr/sbin/iptables-legacy-save").exists(), reason="needs iptables (make setup)"
+    not Path("/usr/sbin/iptables-legacy-save").exists() or not Path("/usr/sbin/ipset").exists(),
+    reason="needs iptables and ipset (make setup)",
 )
 def test_iptables_listings_are_read_only_where_there_is_something_to_read(
     iptables_netns: str,
@@ -407,7 +411,15 @@ def test_iptables_listings_are_read_only_where_there_is_something_to_read(
     facts = attempt.value
     assert attempt.succeeded and facts is not None, attempt.error
     assert facts.iptables is not None, facts.errors.get("iptables")
-    assert _lines(facts.iptables.legacy_v4) == ["-A INPUT -p tcp -m tcp --dport 2222 -j DROP"]
+    assert _lines(facts.iptables.legacy_v4) == [
+        "-A INPUT -p tcp -m tcp --dport 2222 -j DROP",
+        "-A INPUT -m set --match-set aud-blocked src -j DROP",
+    ]
+    # A listing looks a set up: the sets were read too.
+    assert facts.iptables.ipsets is not None
+    assert [(s.name, s.members) for s in facts.iptables.ipsets] == [
+        ("aud-blocked", ("10.98.1.0/24",))
+    ]
     assert _lines(facts.iptables.nft_v4) == ["-A INPUT -m conntrack --ctstate INVALID -j DROP"]
     # No IPv6 legacy table, no ip6 xt rule: those two listings were never asked for.
     assert facts.iptables.legacy_v6 is None and facts.iptables.nft_v6 is None

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.unit.topology.oracle import corpus, differential, netlab
-from tests.unit.topology.oracle.differential import Comparison, Figures, Stored
+from tests.unit.topology.oracle.differential import Comparison, Stored
 from topology.firewall import Firewall, Hook
 from topology.hostrules import host_document
 
