@@ -44,6 +44,7 @@ SCENARIO_ORDER = [
     "ufw-managed",
     "recv-ufw-egress",
     "send-legacy-inbound",
+    "send-firewalld-inbound",
 ]
 
 # `make test` must give the same answer on every run: by default every property and fuzz test

@@ -35,7 +35,7 @@ def _rejection(folder: Path) -> str:
 
 def test_every_shipped_scenario_loads() -> None:
     names = sorted(p.name for p in SCENARIOS_DIR.iterdir() if (p / "scenario.yaml").is_file())
-    assert len(names) == 18 and "baseline" in names and "hostile-host" in names
+    assert len(names) == 19 and "baseline" in names and "hostile-host" in names
     assert load_scenario("baseline").expect_fail == []
     for name in names:
         assert load_scenario(name).name == name

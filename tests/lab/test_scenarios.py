@@ -188,3 +188,22 @@ def test_send_legacy_inbound_rules_only_in_legacy_admit_8443(lab: LabState) -> N
     assert not tcp_connects("recipient", "10.98.11.20", 22)
     assert not tcp_connects("recipient", "fd98:0:0:11::20", 22)
     assert_delivered_end_to_end(timeout=60)
+
+
+@pytest.mark.scenario("send-firewalld-inbound")
+def test_send_firewalld_inbound_zones_admit_8443(lab: LabState) -> None:
+    assert _expected(lab) == [
+        ("send-no-inbound", "send-srv"),
+        ("unauthorized-access-prevention", "send-srv"),
+    ]
+    # firewalld's own table is the whole rule set, and it runs with its zones.
+    ruleset = run_in("send-srv", "nft list ruleset").stdout
+    assert "table inet firewalld" in ruleset and "tcp dport 8443 accept" in ruleset
+    zones = run_in("send-srv", "firewall-cmd --get-active-zones").stdout
+    assert "carrier-out" in zones and "line-send" in zones, zones
+    assert tcp_connects("recipient", "10.98.11.20", 8443)
+    assert tcp_connects("recipient", "fd98:0:0:11::20", 8443)
+    # The drop zone filters the rest: SSH stays closed to carrier-out.
+    assert not tcp_connects("recipient", "10.98.11.20", 22)
+    assert not tcp_connects("recipient", "fd98:0:0:11::20", 22)
+    assert_delivered_end_to_end(timeout=60)
