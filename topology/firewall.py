@@ -163,6 +163,7 @@ class Flow:
         reasons: tuple[str, ...] | None = None,
         steps: tuple[Decision, ...] | None = None,
         nat: tuple[Nat, ...] | None = None,
+        dnat: bool | None = None,
     ) -> Flow:
         return Flow(
             self.cube if cube is None else cube,
@@ -172,24 +173,16 @@ class Flow:
             self.reasons if reasons is None else reasons,
             self.steps if steps is None else steps,
             self.nat if nat is None else nat,
-            self.dnat,
+            self.dnat if dnat is None else dnat,
         )
 
     def at_first_hook(self) -> Flow:
         """Entering a host (prerouting, or output for its own packets): nothing translated
         the destination there yet."""
-        if self.dnat is False:
-            return self
-        return Flow(
-            self.cube, self.origin, self.translated, self.certain, self.reasons,
-            self.steps, self.nat, False,
-        )  # fmt: skip
+        return self if self.dnat is False else self._copy(dnat=False)
 
     def destination_translated(self) -> Flow:
-        return Flow(
-            self.cube, self.origin, self.translated, self.certain, self.reasons,
-            self.steps, self.nat, True,
-        )  # fmt: skip
+        return self._copy(dnat=True)
 
     def narrowed(self, piece: Cube) -> Flow:
         if piece is self.cube:

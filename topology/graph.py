@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any, Literal
@@ -381,9 +381,11 @@ def _host_firewall(facts: HostFacts, firewalls: FirewallCache) -> tuple[Firewall
         return Firewall.unknown(), []
     unread = facts.errors.get("iptables")
     document, notes = host_document(facts.nftables, facts.iptables, unread)
-    types = None
-    if facts.routes is not None:
-        types = AddressTypes.from_routes(facts.routes, facts.policy_rules)
+    routes, rules = facts.routes, facts.policy_rules
+
+    def types() -> AddressTypes | None:
+        return None if routes is None else AddressTypes.from_routes(routes, rules)
+
     return firewalls.get(document, types), notes
 
 
@@ -401,18 +403,23 @@ class FirewallCache:
     def __init__(self) -> None:
         self._compiled: dict[bytes, Firewall] = {}
 
-    def get(self, document: Mapping[str, Any], types: AddressTypes | None = None) -> Firewall:
+    def get(
+        self,
+        document: Mapping[str, Any],
+        types: Callable[[], AddressTypes | None] = lambda: None,
+    ) -> Firewall:
+        """``types`` gives the host's address types. It is asked (routes read into address
+        sets) only for a rule set using ``fib``, the only matches that read the host's own
+        addresses: other rule sets stay shared, and most hosts never pay for it."""
         data = pickle.dumps(document, protocol=5)
         digest = hashlib.sha256(data)
-        if types is not None and b"fib" in data:
-            # Only fib matches read the host's own addresses: other rule sets stay shared.
-            digest.update(pickle.dumps(types, protocol=5))
-        else:
-            types = None
+        host_types = types() if b"fib" in data else None
+        if host_types is not None:
+            digest.update(pickle.dumps(host_types, protocol=5))
         key = digest.digest()
         firewall = self._compiled.get(key)
         if firewall is None:
-            firewall = self._compiled[key] = Firewall.from_nft_json(document, types=types)
+            firewall = self._compiled[key] = Firewall.from_nft_json(document, types=host_types)
         return firewall
 
 

@@ -49,8 +49,8 @@ def host_document(
             objects += _unread_tables(unread_reason)
             notes.append(f"iptables rules not read ({unread_reason}): no packet certainly passes")
         return {"nftables": objects}, notes
+    sets = iptables.ipsets or ()
     for version, family in _FAMILIES.items():
-        sets = iptables.ipsets or ()
         nft_listing = getattr(iptables, f"nft_v{version}")
         if nft_listing is not None:
             objects = _with_nft_translation(objects, family, nft_listing, sets, notes)
@@ -71,7 +71,7 @@ def _with_nft_translation(
     sets: Sequence[Ipset],
     notes: list[str],
 ) -> Objects:
-    what = f"{'ip6' if family == 'ip6' else 'ip'}tables-nft-save"
+    what = f"{family}tables-nft-save"
     for table in listing.tables:
         if table.name in listing.incompatible or not _holds_xt(objects, family, table.name):
             continue
@@ -88,12 +88,7 @@ def _with_nft_translation(
 
 
 def _holds_xt(objects: Objects, family: str, table: str) -> bool:
-    return any(
-        "xt" in expr
-        for rule in _rules_of(objects, family, table)
-        for expr in rule.get("expr", [])
-        if isinstance(expr, dict)
-    )
+    return any(_has_xt(rule) for rule in _rules_of(objects, family, table))
 
 
 def _rules_of(objects: Iterable[dict[str, Any]], family: str, table: str) -> list[dict[str, Any]]:
@@ -200,9 +195,9 @@ def _normalised(expr: Any) -> Any:
     return expr
 
 
-def _unread_tables(reason: str, families: Iterable[str] = ("ip", "ip6")) -> Objects:
+def _unread_tables(reason: str) -> Objects:
     objects: Objects = []
-    for family in families:
+    for family in _FAMILIES.values():
         objects.append({"table": {"family": family, "name": UNREAD_TABLE}})
         for hook in _HOOKS:
             where = {"family": family, "table": UNREAD_TABLE}

@@ -450,14 +450,6 @@ def _special_match(op: str, left: Any, right: Any, ctx: _Context) -> Condition |
     return None if handler is None else handler(op, left[kind], right, ctx)
 
 
-def _concat_match(op: str, parts: Any, right: Any, ctx: _Context) -> Condition:
-    return _compile_concat(op, parts, right, ctx)
-
-
-def _exthdr_match(op: str, exthdr: Any, right: Any, _ctx: _Context) -> Condition:
-    return _extension_header(op, exthdr, right)
-
-
 def _compile_match(body: dict[str, Any], ctx: _Context) -> Condition:
     op, left, right = body.get("op", "=="), body.get("left"), body.get("right")
     special = _special_match(op, left, right, ctx)
@@ -687,7 +679,7 @@ def _ct_status(op: str, right: Any, ctx: _Context) -> Condition:
     return Condition(terms, terms, dnat=op == "in")
 
 
-def _extension_header(op: str, exthdr: Any, right: Any) -> Condition:
+def _extension_header(op: str, exthdr: Any, right: Any, _ctx: _Context) -> Condition:
     """A match on an IPv6 extension header (``rt type 0``, ``exthdr rt exists``): a connection
     attempt's packet carries none (the engine's model: the next header is the transport), so
     a field match never matches (nft_exthdr breaks the rule). "exists" is false and "missing"
@@ -702,10 +694,6 @@ def _extension_header(op: str, exthdr: Any, right: Any) -> Condition:
         ipv4 = Constraint({"family": frozenset({4})})
         return Condition((), (ipv4,)) if present else Condition((ipv6,), (ipv6, ipv4))
     raise UnsupportedError(f"exthdr {render(exthdr)} {op} {render(right)}")
-
-
-#: Left-hand expressions with a compiler of their own: (op, the expression's body, right, ctx).
-_BY_EXPRESSION: dict[str, Callable[[str, Any, Any, _Context], Condition]] = {}
 
 
 def _against_empty_set(op: str, selector: Selector) -> Condition:
@@ -784,6 +772,14 @@ def _compile_concat(op: str, parts: list[Any], right: Any, ctx: _Context) -> Con
     if doubtful:
         return Condition(tuple(terms), (*terms, *doubtful))
     return Condition.exactly(terms)
+
+
+#: Left-hand expressions with a compiler of their own: (op, the expression's body, right, ctx).
+_BY_EXPRESSION: dict[str, Callable[[str, Any, Any, _Context], Condition]] = {
+    "concat": _compile_concat,
+    "fib": _fib_type,
+    "exthdr": _extension_header,
+}
 
 
 # -- statements -----------------------------------------------------------------------------
@@ -1209,6 +1205,3 @@ _SIMPLE_RENDERERS: dict[str, Callable[[Any], str]] = {
 
 def render_rule(exprs: list[Any]) -> str:
     return " ".join(render(e) for e in exprs)
-
-
-_BY_EXPRESSION.update(concat=_concat_match, fib=_fib_type, exthdr=_exthdr_match)
