@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -312,19 +313,31 @@ def test_absent_target_is_unreachable_not_silent(scan_net: ScanNet) -> None:
         assert "down, nothing was scanned" in attempt.error.message
 
 
+@contextmanager
+def host_leaving_after(
+    scan_net: ScanNet, name: str, octet: int, *, seconds: float
+) -> Iterator[str]:
+    """A host on the scanned link that drops everything (it answers ARP, so nmap starts, and
+    its ports look filtered) and unplugs itself ``seconds`` in; its address."""
+    leaver = scan_net.lab.namespace(name)
+    address, _ = scan_net.lab.attach(leaver, scan_net.lab.bridges[0], octet)
+    leaver.run("nft add table inet f")
+    leaver.run("nft add chain inet f in { type filter hook input priority 0 ; policy drop ; }")
+    unplug = threading.Timer(seconds, lambda: leaver.run("ip link set eth0 down"))
+    unplug.start()
+    try:
+        yield address
+    finally:
+        unplug.cancel()
+
+
 @needs_netns
 def test_target_leaving_mid_scan_is_unreachable_not_all_filtered(scan_net: ScanNet) -> None:
     """A host that drops everything answers ARP, so nmap starts; it then leaves the link.
     Its remaining ports look filtered, like a compliant host's: only the presence check after
     the scan tells them apart."""
-    leaver = scan_net.lab.namespace("leave")
-    address, _ = scan_net.lab.attach(leaver, scan_net.lab.bridges[0], 13)
-    leaver.run("nft add table inet f")
-    leaver.run("nft add chain inet f in { type filter hook input priority 0 ; policy drop ; }")
     sink = MemorySink()
-    unplug = threading.Timer(3.0, lambda: leaver.run("ip link set eth0 down"))
-    unplug.start()
-    try:
+    with host_leaving_after(scan_net, "leave", 13, seconds=3.0) as address:
         (attempt,) = scan_from_here(
             [address],
             source_addresses=[scan_net.auditor4],
@@ -333,8 +346,6 @@ def test_target_leaving_mid_scan_is_unreachable_not_all_filtered(scan_net: ScanN
             # About 20 s of filtered ports at 100 probes a second: it leaves after 3 s.
             profile=ScanProfile(tcp_ports="1-2000", udp_ports=(), tcp_min_rate=100),
         )
-    finally:
-        unplug.cancel()
     assert attempt.error is not None, attempt.value
     assert attempt.error.reason is ErrorReason.UNREACHABLE
     assert "left the network while being scanned" in attempt.error.message
@@ -377,14 +388,8 @@ def test_remote_scan_of_an_absent_on_link_target_is_unreachable(scan_net: ScanNe
 @needs_netns
 def test_remote_target_leaving_mid_scan_is_unreachable(scan_net: ScanNet) -> None:
     """The remote twin of the local case: the presence check runs on the vantage host."""
-    leaver = scan_net.lab.namespace("rleave")
-    address, _ = scan_net.lab.attach(leaver, scan_net.lab.bridges[0], 14)
-    leaver.run("nft add table inet f")
-    leaver.run("nft add chain inet f in { type filter hook input priority 0 ; policy drop ; }")
     sink = MemorySink()
-    unplug = threading.Timer(3.0, lambda: leaver.run("ip link set eth0 down"))
-    unplug.start()
-    try:
+    with host_leaving_after(scan_net, "rleave", 14, seconds=3.0) as address:
         (attempt,) = scan_from_remote(
             [address],
             vantage_host="van",
@@ -393,8 +398,6 @@ def test_remote_target_leaving_mid_scan_is_unreachable(scan_net: ScanNet) -> Non
             check_target=scope_check("10.98.240.0/24"),
             profile=ScanProfile(tcp_ports="1-2000", udp_ports=(), tcp_min_rate=100),
         )
-    finally:
-        unplug.cancel()
     assert attempt.error is not None, attempt.value
     assert attempt.error.reason is ErrorReason.UNREACHABLE
     assert "left the network while being scanned" in attempt.error.message
