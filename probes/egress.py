@@ -332,10 +332,27 @@ def _refused(kind: Kind, target: tuple[str, str | None], why: str) -> EgressAtte
     )
 
 
-def _capture_filter(plan: EgressPlan, targets: Sequence[str]) -> str:
-    # Only packets toward our targets or from the host: small pcaps, even on a busy link.
-    hosts = [f"dst host {t}" for t in targets] + [f"src host {h}" for h in plan.host_addresses]
-    return " or ".join(hosts) if hosts else "ip or ip6"
+#: What starts a new connection (what ``_signature`` counts), in BPF: a TCP SYN without ACK,
+#: a UDP datagram to a tried port, an ICMP / ICMPv6 echo request. libpcap cannot index the
+#: TCP or ICMPv6 header of an IPv6 packet (``tcp[13]`` is IPv4 only), so those read the fixed
+#: header's offsets: an attempt by nc or ping carries no extension header.
+_TCP_SYN = "(ip and tcp[13] & 0x12 == 0x02) or (ip6 and ip6[6] == 6 and ip6[53] & 0x12 == 0x02)"
+_ECHO_REQUEST = "(ip and icmp[0] == 8) or (ip6 and ip6[6] == 58 and ip6[40] == 128)"
+
+
+def _capture_filter(targets: Sequence[str], kinds: Sequence[Kind]) -> str:
+    """Only what could be an attempt: a new connection toward one of the targets. Nothing
+    else reaches the pcap, so a busy link, or a port scan answered to this machine's
+    addresses (they are targets too) while the egress test runs, neither fills the capture's
+    packet bound nor loads it into kernel drops."""
+    if not targets:
+        return "ip or ip6"
+    starts = [f"({_TCP_SYN})"] if any(k.proto == "tcp" for k in kinds) else []
+    udp_ports = sorted({k.port for k in kinds if k.proto == "udp" and k.port is not None})
+    starts += [f"(udp dst port {port})" for port in udp_ports]
+    starts += [f"({_ECHO_REQUEST})"] if any(k.proto == "icmp" for k in kinds) else []
+    destinations = " or ".join(f"dst host {t}" for t in targets)
+    return f"({destinations}) and ({' or '.join(starts)})" if starts else destinations
 
 
 def _transcript(attempts: Sequence[EgressAttempt]) -> bytes:
@@ -411,7 +428,7 @@ def run_egress_test(
     allowed, attempts = _scope_filter(plan.targets(), kinds, check_target)
     work = [(kind, target) for target in allowed for kind in kinds]
     bound = commands.timeout * (len(work) / max(parallel, 1) + 1) + 60
-    bpf = _capture_filter(plan, [t for t, _ in allowed])
+    bpf = _capture_filter([t for t, _ in allowed], kinds)
     with ExitStack() as stack:
         captures = _start_captures(plan, bpf, bound, sink, stack)
         if any(c is not None and c.result is None for c in captures.values()):

@@ -71,11 +71,6 @@ CONFLICTS: dict[frozenset[str], str] = {
         "hosts (and draw ICMP errors and NAT'd answers addressed to them): the link "
         "captures would classify them as the organisation's traffic"
     ),
-    frozenset({"egress", "scan"}): (
-        "the egress captures record everything to this machine's external addresses: a "
-        "scan's answers would fill them (a 50 000-packet bound) and load them (a kernel "
-        "drop makes the egress result incomplete)"
-    ),
     frozenset({"scan", "discovery"}): (
         "both are nmap runs on this machine's two cores: together, the all-port scans fall "
         "behind their packet rate and the IPv6 neighbour sweep's solicitations wait for CPU "
@@ -168,7 +163,9 @@ class NetworkProbes:
     def steps(self, options: AuditOptions) -> list[NetworkPhase]:
         """The phases in the order they may start: a phase waits only for the earlier ones it
         conflicts with (``CONFLICTS``). So the links are captured while the scans run; the
-        egress tests and the neighbour sweeps follow them, side by side."""
+        egress tests follow the captures, still beside the scans (their captures keep only
+        new connections toward their targets, which no scan sends); the neighbour sweeps
+        follow the scans."""
         seconds = options.link_capture_seconds
         return [
             NetworkPhase(
@@ -262,27 +259,31 @@ class NetworkProbes:
 
     # -- scans ---------------------------------------------------------------------------
     def scans(self) -> None:
-        """Every (network, family) with targets is scanned at once: each nmap leaves by its
-        own interface, and the slowest scan, not their sum, sets the phase's time."""
-        jobs = [
+        """Every (network, family) this machine can scan and every network a vantage host
+        stands on, all at once: each nmap leaves by its own interface or host, and the
+        slowest scan, not their sum, sets the phase's time."""
+        local = [
             (network, family)
             for network in self.inventory.networks
             if self._local_address(network) is not None
             for family in (4, 6)
             if self._scan_targets(network, family)
         ]
-        with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
-            results = list(pool.map(lambda job: self._scan_locally(*job), jobs))
-        by_network: dict[str, list[Attempt[ScanObservation]]] = {}
-        for (network, _), attempt in zip(jobs, results, strict=True):
-            by_network.setdefault(network, []).append(attempt)
-        for network, attempts in by_network.items():
-            merged: Attempt[ScanObservation] | None = None
-            for attempt in attempts:
-                merged = _merge_scans(merged, attempt, union=True)
-            assert merged is not None
-            self.ctx.scans[network] = merged
-        self._scan_from_vantage_hosts()
+        remote = self._vantage_scan_jobs()
+        with (
+            SshRemote(self.inventory, self.guard.check, NMAP_TEMPLATES) as ssh,
+            ThreadPoolExecutor(max_workers=max(1, len(local) + len(remote))) as pool,
+        ):
+            from_here = [pool.submit(self._scan_locally, *job) for job in local]
+            from_vantages = [pool.submit(self._scan_from_vantage, ssh, *job) for job in remote]
+            by_network: dict[str, Attempt[ScanObservation]] = {}
+            for (network, _), done in zip(local, from_here, strict=True):
+                by_network[network] = _merge_scans(
+                    by_network.get(network), done.result(), union=True
+                )
+            for (_, network), done in zip(remote, from_vantages, strict=True):
+                by_network[network] = _merge_scans(by_network.get(network), done.result())
+        self.ctx.scans.update(by_network)
         for network in self.inventory.networks:
             if network not in self.ctx.scans and self._scan_targets(network):
                 self.ctx.scans[network] = _no_vantage(network, "scan")
@@ -334,34 +335,33 @@ class NetworkProbes:
         )
         return _scan_observation(network, f"local {source}", attempts)
 
-    def _scan_from_vantage_hosts(self) -> None:
-        """Vantage points (role vantage, reached over SSH, nmap allowed by their sudoers) scan
-        the networks they are on: beside this machine's scan where it has an address there,
-        instead of it where it has none (the auditor plugged into fewer segments)."""
-        vantages = [
-            h for h in self.inventory.hosts_with(Role.VANTAGE) if self.inventory.hosts[h].ssh
+    def _vantage_scan_jobs(self) -> list[tuple[str, str]]:
+        """(vantage host, network) for every network with targets that a vantage point (role
+        vantage, reached over SSH, nmap allowed by its sudoers) stands on: beside this
+        machine's scan where it has an address there, instead of it where it has none (the
+        auditor plugged into fewer segments)."""
+        return [
+            (vantage, network)
+            for vantage in self.inventory.hosts_with(Role.VANTAGE)
+            if self.inventory.hosts[vantage].ssh
+            for network in self.inventory.hosts[vantage].addresses
+            if network in self.inventory.networks and self._scan_targets(network)
         ]
-        if not vantages:
-            return
-        with SshRemote(self.inventory, self.guard.check, NMAP_TEMPLATES) as remote:
-            for vantage in vantages:
-                for network in self.inventory.hosts[vantage].addresses:
-                    targets = self._scan_targets(network)
-                    if not targets or network not in self.inventory.networks:
-                        continue
-                    self.observer.step("scan", f"scanning {network} from {vantage}")
-                    attempts = scan_from_remote(
-                        targets,
-                        vantage_host=vantage,
-                        run_remote=remote,
-                        sink=self.store,
-                        check_target=self.guard.check,
-                        profile=self._profile_for(network),
-                        # the vantage host has an address on the network it scans
-                        on_link=True,
-                    )
-                    observed = _scan_observation(network, f"ssh {vantage}", attempts)
-                    self.ctx.scans[network] = _merge_scans(self.ctx.scans.get(network), observed)
+
+    def _scan_from_vantage(
+        self, remote: SshRemote, vantage: str, network: str
+    ) -> Attempt[ScanObservation]:
+        self.observer.step("scan", f"scanning {network} from {vantage}")
+        attempts = scan_from_remote(
+            self._scan_targets(network),
+            vantage_host=vantage,
+            run_remote=remote,
+            sink=self.store,
+            check_target=self.guard.check,
+            profile=self._profile_for(network),
+            on_link=True,  # the vantage host has an address on the network it scans
+        )
+        return _scan_observation(network, f"ssh {vantage}", attempts)
 
     # -- discovery -----------------------------------------------------------------------
     def discovery(self) -> None:

@@ -4,19 +4,27 @@ namespace (``ip netns exec``); the captures are real tcpdump captures on the bri
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
+from scapy.layers.l2 import Ether
+from scapy.utils import rdpcap, wrpcap
 
 from probes.capture import PCAP, CaptureSpec, running_capture
 from probes.egress import (
+    DEFAULT_KINDS,
     Commands,
     EgressPlan,
     ExternalNetwork,
     Kind,
     Outcome,
     Summary,
+    _capture_filter,
     classify,
     run_egress_test,
 )
@@ -296,3 +304,44 @@ def test_out_of_scope_target_is_refused_before_any_packet(egress_net: EgressNet)
     assert attempt.value.summary is Summary.LEFT  # the others did leave
     assert capture.result is not None and capture.result.value is not None
     assert capture.result.value.packets == []
+
+
+# -- the capture filter: attempts only, so a port scan may run beside the egress test --------
+
+
+def test_tcpdump_keeps_the_attempts_and_leaves_out_a_scans_answers_to_the_same_address(
+    tmp_path: Path,
+) -> None:
+    """The filter compiled and run by tcpdump itself on packets written for it. The target
+    (this machine's address on an external network) is also where a port scan's answers
+    arrive: SYN-ACKs, resets, UDP replies, ICMP errors and echo replies, over IPv4 and IPv6.
+    Only the new connections toward the targets are kept."""
+    target4, target6 = "10.98.240.1", "fd98:0:0:240::1"
+    bpf = _capture_filter([target4, target6], DEFAULT_KINDS)
+    attempts = [
+        IP(src="10.98.240.20", dst=target4) / TCP(sport=40000, dport=443, flags="S"),
+        IPv6(src="fd98:0:0:240::20", dst=target6) / TCP(sport=40001, dport=22, flags="S"),
+        IP(src="10.98.240.20", dst=target4) / UDP(sport=40002, dport=53),
+        IPv6(src="fd98:0:0:240::20", dst=target6) / UDP(sport=40003, dport=123),
+        IP(src="10.98.240.20", dst=target4) / ICMP(type=8),
+        IPv6(src="fd98:0:0:240::20", dst=target6) / ICMPv6EchoRequest(),
+    ]
+    scan_answers = [
+        IP(src="10.98.240.20", dst=target4) / TCP(sport=22, dport=61000, flags="SA"),
+        IP(src="10.98.240.20", dst=target4) / TCP(sport=23, dport=61000, flags="RA"),
+        IPv6(src="fd98:0:0:240::20", dst=target6) / TCP(sport=22, dport=61000, flags="SA"),
+        IP(src="10.98.240.20", dst=target4) / UDP(sport=53, dport=61000),
+        IP(src="10.98.240.20", dst=target4) / ICMP(type=3, code=3),
+        IP(src="10.98.240.20", dst=target4) / ICMP(type=0),
+        IPv6(src="fd98:0:0:240::20", dst=target6) / ICMPv6EchoReply(),
+        # an attempt's shape, but toward an address that is no target (a scanned host)
+        IP(src="10.98.240.1", dst="10.98.240.20") / TCP(sport=61000, dport=443, flags="S"),
+    ]
+    mac = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    pcap, kept = tmp_path / "mixed.pcap", tmp_path / "kept.pcap"
+    wrpcap(str(pcap), [mac / p for p in attempts + scan_answers])
+    subprocess.run(
+        ["tcpdump", "-r", str(pcap), "-w", str(kept), bpf], check=True, capture_output=True
+    )
+    survivors = [bytes(p.payload) for p in rdpcap(str(kept))]
+    assert survivors == [bytes(p) for p in attempts]
