@@ -17,11 +17,11 @@ import signal
 import subprocess
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 # The layer modules bind Ethernet, IP and IPv6 to the pcap link types: without them scapy
 # reads every frame as Raw.
@@ -89,7 +89,8 @@ def read_pcap(data: bytes) -> list[Packet]:
         return list(reader)
 
 
-def _kernel_drops(stderr: str) -> int | None:
+def kernel_drops(stderr: str) -> int | None:
+    """What tcpdump said the kernel dropped, from its closing counts on stderr."""
     for line in stderr.splitlines():
         if "dropped by kernel" in line:
             try:
@@ -248,19 +249,34 @@ class Capture:
             packets=packets,
             pcap_ref=ref,
             stopped_by=self._stopped_by,
-            kernel_dropped=_kernel_drops(self._stderr.decode(errors="replace")),
+            kernel_dropped=kernel_drops(self._stderr.decode(errors="replace")),
         )
         return Attempt.ok(PROBE, self.target, value, [ref])
 
 
+class Capturing(Protocol):
+    """A capture that can be started and stopped: this machine's (``Capture``) or a vantage
+    host's (``probes.remotecapture.RemoteCapture``)."""
+
+    result: Attempt[CaptureResult] | None
+
+    def start(self) -> ProbeError | None: ...
+
+    def wait(self, timeout: float | None = None) -> None: ...
+
+    def stop(self) -> Attempt[CaptureResult]: ...
+
+
+C = TypeVar("C", bound=Capturing)
+
+
 @contextmanager
-def running_capture(spec: CaptureSpec, sink: EvidenceSink) -> Iterator[Capture]:
+def started(capture: C) -> Iterator[C]:
     """Capture while the ``with`` block runs; ``.result`` holds the outcome afterwards.
 
     A capture that could not start is yielded too (its ``result`` is already the error), so
     that the caller can still run and must then report that nothing was watched.
     """
-    capture = Capture(spec, sink)
     error = capture.start()
     try:
         yield capture
@@ -269,14 +285,24 @@ def running_capture(spec: CaptureSpec, sink: EvidenceSink) -> Iterator[Capture]:
             capture.stop()
 
 
-def capture_window(spec: CaptureSpec, sink: EvidenceSink) -> Attempt[CaptureResult]:
-    """Capture for ``spec.max_seconds`` (or until ``max_packets``) and return the packets."""
-    capture = Capture(spec, sink)
+def for_its_window(capture: Capturing, seconds: float) -> Attempt[CaptureResult]:
+    """Start ``capture``, let it run its ``seconds`` (or until its own bounds end it) and
+    return what it caught, or why it could not start."""
     if capture.start() is not None:
         assert capture.result is not None
         return capture.result
-    capture.wait(spec.max_seconds + 5)
+    capture.wait(seconds + 5)
     return capture.stop()
+
+
+def running_capture(spec: CaptureSpec, sink: EvidenceSink) -> AbstractContextManager[Capture]:
+    """``started`` for a capture on this machine."""
+    return started(Capture(spec, sink))
+
+
+def capture_window(spec: CaptureSpec, sink: EvidenceSink) -> Attempt[CaptureResult]:
+    """Capture for ``spec.max_seconds`` (or until ``max_packets``) and return the packets."""
+    return for_its_window(Capture(spec, sink), spec.max_seconds)
 
 
 __all__ = [
@@ -284,8 +310,12 @@ __all__ = [
     "Capture",
     "CaptureResult",
     "CaptureSpec",
+    "Capturing",
     "capture_window",
+    "for_its_window",
+    "kernel_drops",
     "read_pcap",
     "running_capture",
+    "started",
     "tcpdump_version",
 ]

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from netaddr import IPAddress, IPNetwork
+from netaddr import AddrFormatError, IPAddress, IPNetwork
 
 from auditor.domain.attempts import Attempt, ErrorReason
 from auditor.domain.errors import AuditorError
@@ -32,6 +33,7 @@ from auditor.domain.protocols import EvidenceSink
 from probes.netlocal import (
     CheckTarget,
     LocalInterface,
+    RunRemote,
     ToolMissingError,
     ToolRun,
     interface_holding,
@@ -40,6 +42,7 @@ from probes.netlocal import (
     require_tool,
     run_tool,
 )
+from probes.remotecapture import addresses_of, listed_interface_holding
 from probes.scanner import NMAP_XML, NmapParseError, ParsedHost, parse_nmap_xml
 
 PROBE = "discovery"
@@ -177,6 +180,111 @@ class _Sweeper:
         ]
 
 
+class _RemoteSweeper(_Sweeper):
+    """The same steps run on a vantage host over SSH: root nmap through sudo, ``ip -j neigh``
+    without. Its outputs are the host's (untrusted) and parsed as such."""
+
+    def __init__(
+        self, network: str, interface: LocalInterface, sink: EvidenceSink, run: _RemoteRun
+    ) -> None:
+        super().__init__(network, interface, sink, "nmap")
+        self.run = run
+
+    def remote(self, command: str, timeout: float, media_type: str) -> ToolRun:
+        started = now()
+        result = self.run.run_remote(self.run.host, command, timeout)
+        # None: the command never finished (time bound, lost session); read like a kill.
+        status = -1 if result.exit_status is None else result.exit_status
+        run = ToolRun(
+            (command,), status, result.stdout, result.stderr, started, now(), result.timed_out
+        )
+        self.evidence.append(
+            self.sink.add(
+                run.stdout,
+                probe=PROBE,
+                command=command,
+                host=self.run.host,
+                started=run.started,
+                finished=run.finished,
+                media_type=media_type,
+                exit_status=result.exit_status,
+            )
+        )
+        return run
+
+    def nmap_sweep(self, family: int, targets: list[str], timeout: float) -> list[ParsedHost]:
+        name = self.interface.name
+        if family == 6:
+            commands = [f"{REMOTE_NMAP} -sn -6 -e {name} -n --reason -oX - {' '.join(targets)}"]
+        else:
+            commands = [f"{REMOTE_NMAP} -sn -PR -e {name} -n --reason -oX - {t}" for t in targets]
+        found: list[ParsedHost] = []
+        for command in commands:
+            run = self.remote(command, timeout, NMAP_XML)
+            self._refuse_sudo_failures(run)
+            found += self._parse(run)
+        return found
+
+    def _refuse_sudo_failures(self, run: ToolRun) -> None:
+        stderr = run.stderr.decode(errors="replace")
+        if "a password is required" in stderr or "not allowed" in stderr:
+            message = f"sudo refused nmap on {self.run.host}: {stderr.strip()[:300]}"
+            raise _SweepError(ErrorReason.NOT_PERMITTED, message, self.evidence)
+        if run.exit_status == 127 or "command not found" in stderr:
+            message = f"nmap missing on {self.run.host}: {stderr.strip()[:300]}"
+            raise _SweepError(ErrorReason.TOOL_MISSING, message, self.evidence)
+        if run.exit_status < 0 and not run.timed_out and not run.stdout:
+            message = f"{self.run.host}: {stderr.strip()[:300] or 'no answer'}"
+            raise _SweepError(ErrorReason.UNREACHABLE, message, self.evidence)
+
+    def neighbours(self, timeout: float) -> list[Neighbour]:
+        run = self.remote(
+            f"ip -j neigh show dev {self.interface.name}", timeout, "application/json"
+        )
+        if run.exit_status != 0:
+            return []
+        return parse_neighbours(run.stdout)
+
+
+@dataclass(frozen=True)
+class _RemoteRun:
+    host: str
+    run_remote: RunRemote
+
+
+#: How nmap is run on a vantage host (the audit account's sudoers allows these forms only).
+REMOTE_NMAP = "sudo -n /usr/bin/nmap"
+
+
+def parse_neighbours(output: bytes) -> list[Neighbour]:
+    """``ip -j neigh`` output (a host's: untrusted) read defensively: entries that are not
+    what iproute2 writes, or whose address or MAC does not parse, are skipped."""
+    try:
+        entries = json.loads(output.decode("utf-8", errors="strict") or "[]")
+    except (UnicodeDecodeError, ValueError):
+        return []
+    if not isinstance(entries, list):
+        return []
+    found: list[Neighbour] = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        address, mac, state = entry.get("dst"), entry.get("lladdr"), _state(entry)
+        if not isinstance(address, str) or not isinstance(mac, str):
+            continue
+        if state not in FRESH_NEIGHBOUR_STATES or not _MAC.fullmatch(mac):
+            continue
+        try:
+            IPAddress(address)
+        except (ValueError, TypeError, AddrFormatError):
+            continue
+        found.append(Neighbour(address, mac.lower(), state))
+    return found
+
+
+_MAC = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
+
+
 def _state(entry: dict[str, object]) -> str:
     state = entry.get("state", [])
     return str(state[0]) if isinstance(state, list) and state else str(state)
@@ -292,6 +400,98 @@ def _listing_record(candidates: list[str]) -> ToolRun:
     return ToolRun(("ipv6-candidates",), 0, content, b"", stamp, stamp, False)
 
 
+def discover_from_remote(
+    *,
+    network: str,
+    prefixes: Sequence[str],
+    vantage_host: str,
+    vantage_addresses: Sequence[str],
+    run_remote: RunRemote,
+    sink: EvidenceSink,
+    check_target: CheckTarget,
+    known_ipv6: Sequence[str] = (),
+    low_ipv6_hosts: int = LOW_IPV6_HOSTS,
+    timeout: float = 300.0,
+) -> Attempt[DiscoveryResult]:
+    """``discover``, run on the vantage host ``vantage_host`` (its ``vantage_addresses`` on
+    the network are the inventory's): nmap as root there through sudo (``-sn -PR -e IF -n
+    --reason -oX - PREFIX`` per IPv4 prefix, ``-sn -6`` with the IPv6 candidates named one by
+    one), then its neighbour table. The interface is the one the host's own ``ip -j addr
+    show`` lists with one of its addresses. Every prefix and candidate passes
+    ``check_target`` before anything is sent; the host's own addresses are left out of the
+    result. Same result and errors as ``discover``; NOT_PERMITTED / TOOL_MISSING also when
+    the vantage host's sudo or nmap refuse."""
+    refused = _out_of_scope(prefixes, check_target)
+    if refused is not None:
+        return Attempt.failed(PROBE, network, ErrorReason.OUT_OF_SCOPE, refused)
+    too_big = [
+        p for p in prefixes if IPNetwork(p).version == 4 and IPNetwork(p).size > MAX_IPV4_HOSTS
+    ]
+    if too_big:
+        return Attempt.failed(
+            PROBE, network, ErrorReason.NOT_PERMITTED, f"{too_big} too large to sweep"
+        )
+    lookup = run_remote(vantage_host, "ip -j addr show", 30.0)
+    name = (
+        listed_interface_holding(lookup.stdout, tuple(vantage_addresses))
+        if lookup.exit_status == 0
+        else None
+    )
+    if name is None:
+        return Attempt.failed(
+            PROBE, network, ErrorReason.UNREACHABLE,
+            f"on {vantage_host}: no interface holds {list(vantage_addresses)}",
+        )  # fmt: skip
+    own = tuple(dict.fromkeys([*vantage_addresses, *addresses_of(lookup.stdout, name)]))
+    interface = LocalInterface(name, 0, None, True, own)
+    sweeper = _RemoteSweeper(network, interface, sink, _RemoteRun(vantage_host, run_remote))
+    scoped = _ScopedSweeper(sweeper, check_target)
+    try:
+        result = _sweep(
+            scoped,
+            prefixes,
+            own=own,
+            known_ipv6=known_ipv6,
+            low_ipv6_hosts=low_ipv6_hosts,
+            timeout=timeout,
+        )
+    except _SweepError as exc:
+        return Attempt.failed(PROBE, network, exc.reason, f"on {vantage_host}: {exc}", exc.evidence)
+    return Attempt.ok(PROBE, network, result, sweeper.evidence)
+
+
+def _out_of_scope(targets: Sequence[str], check_target: CheckTarget) -> str | None:
+    try:
+        for target in targets:
+            check_target(target)
+    except Exception as exc:
+        return str(exc)
+    return None
+
+
+class _ScopedSweeper(_Sweeper):
+    """A sweeper that puts every target through the scope guard before its run (the IPv6
+    candidates are made here, after the prefixes were checked)."""
+
+    def __init__(self, inner: _Sweeper, check_target: CheckTarget) -> None:
+        super().__init__(inner.network, inner.interface, inner.sink, inner.nmap_name)
+        self.inner = inner
+        self.check_target = check_target
+        self.evidence = inner.evidence
+
+    def store(self, run: ToolRun, media_type: str, content: bytes | None = None) -> None:
+        self.inner.store(run, media_type, content)
+
+    def nmap_sweep(self, family: int, targets: list[str], timeout: float) -> list[ParsedHost]:
+        refused = _out_of_scope(targets, self.check_target)
+        if refused is not None:
+            raise _SweepError(ErrorReason.OUT_OF_SCOPE, refused, self.evidence)
+        return self.inner.nmap_sweep(family, targets, timeout)
+
+    def neighbours(self, timeout: float) -> list[Neighbour]:
+        return self.inner.neighbours(timeout)
+
+
 def discover_inventory_network(
     inventory: Inventory, network: str, *, sink: EvidenceSink, check_target: CheckTarget
 ) -> Attempt[DiscoveryResult]:
@@ -324,6 +524,8 @@ __all__ = [
     "LiveHost",
     "Neighbour",
     "discover",
+    "discover_from_remote",
     "discover_inventory_network",
     "ipv6_candidates",
+    "parse_neighbours",
 ]

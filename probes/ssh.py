@@ -59,6 +59,10 @@ from probes.redact import redact_text
 
 #: Default bound on each output stream of a command.
 DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024
+#: What is kept of a streaming command's stderr (diagnostics, never data).
+STREAM_STDERR_BOUND = 256 * 1024
+#: How long a stopped command may take to end after the signal before its channel is closed.
+STOP_GRACE_SECONDS = 5.0
 #: How often a running command is polled for data, exit or timeout.
 _POLL_SECONDS = 0.05
 _READ_CHUNK = 65536
@@ -468,6 +472,7 @@ class CommandEnd(StrEnum):
     TIMED_OUT = "timed-out"  #: stopped by us at the time limit
     TRUNCATED = "truncated"  #: stopped by us at the output bound
     LOST = "lost"  #: the channel closed without an exit status (signal, dropped connection)
+    STOPPED = "stopped"  #: a streaming command the caller stopped (``RunningCommand.stop``)
 
 
 @dataclass(frozen=True)
@@ -476,7 +481,9 @@ class CommandResult:
     stdout: bytes
     stderr: bytes
     end: CommandEnd
-    exit_status: int | None  #: set when ``end`` is EXITED
+    #: set when ``end`` is EXITED; for a streaming command also whenever the server sent one
+    #: (a command that exits after the caller's stop signal, or at its bound)
+    exit_status: int | None
     started: datetime
     finished: datetime
     #: set when ``end`` is LOST: "killed by signal KILL", "closed without an exit status" or
@@ -860,6 +867,44 @@ class AuditSession:
             lost_reason=lost_reason,
         )
 
+    def start(
+        self,
+        command: str,
+        *,
+        time_limit: float,
+        max_output: int | None = None,
+        on_stdout: Callable[[bytes], None] | None = None,
+        stop_grace: float = STOP_GRACE_SECONDS,
+    ) -> RunningCommand:
+        """Start one allow-listed command and return at once; read it while it runs.
+
+        ``time_limit`` bounds the whole run (the command is stopped at it, TIMED_OUT);
+        ``max_output`` bounds what is kept of stdout (beyond it the command is stopped,
+        TRUNCATED, and what it still writes while stopping is read and dropped);
+        ``stop_grace`` is how long a stopped command may take to end after the INT signal
+        before its channel is killed and closed. Raises as ``run`` does; nothing is sent for
+        a command the allow-list refuses.
+        """
+        self.allow_list.check(command, self.where)
+        transport = self._transport
+        if transport is None or not transport.is_active():
+            raise SshError(ErrorReason.UNREACHABLE, f"{self.where}: not connected")
+        bound = self.max_output if max_output is None else max_output
+        started = _now()
+        channel = self._open_channel(transport, command, min(time_limit, self.timeouts.command))
+        running = RunningCommand(
+            self,
+            channel,
+            command,
+            started=started,
+            time_limit=time_limit,
+            max_output=bound,
+            on_stdout=on_stdout or _ignore,
+            stop_grace=stop_grace,
+        )
+        running.begin()
+        return running
+
     def _how_it_ended(self, channel: paramiko.Channel) -> tuple[CommandEnd, int | None, str | None]:
         """How a command that ended by itself ended: (end, exit status, why it was lost).
 
@@ -877,6 +922,193 @@ class AuditSession:
         if self._transport is None or not self._transport.is_active():
             return CommandEnd.LOST, None, "connection lost before an exit status"
         return CommandEnd.LOST, None, "closed without an exit status"
+
+
+def _ignore(_: bytes) -> None:
+    return None
+
+
+class RunningCommand:
+    """An allow-listed command running on a host, its output read by a thread of its own.
+
+    Every byte is the host's, so nothing here trusts it: stdout is kept up to a bound (beyond
+    which the command is stopped, TRUNCATED), stderr up to ``STREAM_STDERR_BOUND``, and the
+    run is stopped at its time limit (TIMED_OUT) whatever the host does.
+
+    Stopping sends the RFC 4254 "signal" request (INT) first: OpenSSH delivers it to the
+    session's process, and sudo relays a signal sent by the user to the command it runs, so
+    a root tool such as tcpdump ends cleanly and says what it dropped (measured on the lab's
+    Debian 12: tcpdump under sudo and timeout ended 0.25 s after the request, exit 0). Only
+    if it has not ended after the stop grace is the channel killed and closed (see
+    ``_stop``): that alone does not end a command the host's user may not signal, which is
+    why commands that must end run under the host's own ``timeout``.
+    """
+
+    def __init__(
+        self,
+        session: AuditSession,
+        channel: paramiko.Channel,
+        command: str,
+        *,
+        started: datetime,
+        time_limit: float,
+        max_output: int,
+        on_stdout: Callable[[bytes], None],
+        stop_grace: float,
+    ) -> None:
+        self.command = command
+        self._session = session
+        self._channel = channel
+        self._started = started
+        self._deadline = time.monotonic() + time_limit
+        self._stdout = _BoundedBuffer(max_output)
+        self._stderr = _BoundedBuffer(STREAM_STDERR_BOUND)
+        self._on_stdout = on_stdout
+        self._news = threading.Condition()
+        self._stop_asked: CommandEnd | None = None
+        self._grace = stop_grace
+        self._result: CommandResult | None = None
+        self._thread = threading.Thread(target=self._pump, name=f"ssh-stream {session.host}")
+        self._thread.daemon = True
+
+    def begin(self) -> None:
+        self._thread.start()
+
+    # -- what the caller asks --------------------------------------------------------------
+
+    @property
+    def ended(self) -> bool:
+        return self._result is not None
+
+    def stderr_so_far(self) -> bytes:
+        with self._news:
+            return bytes(self._stderr.data)
+
+    def wait_for_stderr(self, text: bytes, timeout: float) -> bool:
+        """True once ``text`` has appeared on stderr; False at ``timeout`` or when the
+        command ended without writing it."""
+        deadline = time.monotonic() + timeout
+        with self._news:
+            while text not in self._stderr.data:
+                remaining = deadline - time.monotonic()
+                if self._result is not None or remaining <= 0:
+                    return False
+                self._news.wait(remaining)
+            return True
+
+    def wait(self, timeout: float | None = None) -> CommandResult | None:
+        """The result once the command has ended (by itself or at a bound), else None at
+        ``timeout``."""
+        self._thread.join(timeout)
+        return self._result
+
+    def stop(self) -> CommandResult:
+        """Stop the command (signal INT, then after the stop grace kill and close); its
+        result. A command that had already ended keeps how it ended."""
+        with self._news:
+            if self._stop_asked is None and self._result is None:
+                self._stop_asked = CommandEnd.STOPPED
+                self._news.notify_all()
+        self._thread.join(self._grace + STOP_GRACE_SECONDS)
+        if self._result is None:  # the reader is stuck in paramiko: end it from here
+            _stop(self._channel)
+            self._thread.join(STOP_GRACE_SECONDS)
+        with self._news:
+            if self._result is None:  # still stuck: report it lost rather than wait more
+                self._result = CommandResult(
+                    command=self.command,
+                    stdout=bytes(self._stdout.data),
+                    stderr=self._stderr.value(),
+                    end=CommandEnd.LOST,
+                    exit_status=None,
+                    started=self._started,
+                    finished=_now(),
+                    lost_reason="the channel did not close after the stop",
+                )
+            return self._result
+
+    # -- the reader thread -----------------------------------------------------------------
+
+    def _pump(self) -> None:
+        channel = self._channel
+        try:
+            cause = self._read_until_stopped(channel)
+            if cause is not None:
+                self._interrupt(channel)
+        except (paramiko.SSHException, OSError, EOFError):
+            cause = None
+        finally:
+            result = self._conclude(channel, cause)
+            channel.close()
+            with self._news:
+                if self._result is None:
+                    self._result = result
+                self._news.notify_all()
+
+    def _read_until_stopped(self, channel: paramiko.Channel) -> CommandEnd | None:
+        """Read until the command ends by itself (None) or must be stopped (why)."""
+        while True:
+            self._drain(channel)
+            if self._stdout.overflowed:
+                return CommandEnd.TRUNCATED
+            if _finished(channel):
+                self._drain(channel)
+                return None
+            with self._news:
+                if self._stop_asked is not None:
+                    return self._stop_asked
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                return CommandEnd.TIMED_OUT
+            _wait_for_news(channel, min(_POLL_SECONDS, remaining))
+
+    def _drain(self, channel: paramiko.Channel) -> None:
+        while channel.recv_ready():
+            chunk = channel.recv(_READ_CHUNK)
+            if self._stdout.overflowed:
+                continue  # read and dropped: a writer blocked on a full window cannot stop
+            before = len(self._stdout.data)
+            self._stdout.feed(chunk)
+            kept = bytes(self._stdout.data[before:])
+            if kept:
+                self._on_stdout(kept)
+        while channel.recv_stderr_ready():
+            chunk = channel.recv_stderr(_READ_CHUNK)
+            with self._news:
+                if not self._stderr.overflowed:
+                    self._stderr.feed(chunk)
+                self._news.notify_all()
+
+    def _interrupt(self, channel: paramiko.Channel) -> None:
+        """INT through the "signal" request, then wait (reading) for the command to end;
+        kill and close only if it does not within the grace period."""
+        _send_signal(channel, "INT")
+        deadline = time.monotonic() + self._grace
+        while not _finished(channel) and time.monotonic() < deadline:
+            self._drain(channel)
+            _wait_for_news(channel, _POLL_SECONDS)
+        self._drain(channel)
+        if not _finished(channel):
+            _stop(channel)
+
+    def _conclude(self, channel: paramiko.Channel, cause: CommandEnd | None) -> CommandResult:
+        end, status, lost_reason = self._session._how_it_ended(channel)
+        if cause is not None:
+            end, lost_reason = cause, None
+        return CommandResult(
+            command=self.command,
+            stdout=bytes(self._stdout.data),
+            stderr=self._stderr.value(),
+            end=end,
+            exit_status=status,
+            started=self._started,
+            finished=_now(),
+            lost_reason=lost_reason,
+        )
+
+    @property
+    def stdout_overflowed(self) -> bool:
+        return self._stdout.overflowed
 
 
 class _ExitSignals:
@@ -985,19 +1217,25 @@ def _stop(channel: paramiko.Channel) -> None:
     """Ask the server to kill the command (RFC 4254 6.9, honoured by OpenSSH ≥ 7.9 for the
     session's process group when it may signal it), then close the channel, which also ends a
     command that writes more. Best effort: the channel is closed either way."""
-    if not channel.closed and channel.transport is not None:
-        message = Message()
-        message.add_byte(cMSG_CHANNEL_REQUEST)
-        message.add_int(channel.remote_chanid)
-        message.add_string("signal")
-        message.add_boolean(False)
-        message.add_string("KILL")
-        # paramiko has no public call for the "signal" request; this is how its own requests
-        # (exec, pty) are sent.
-        send = channel.transport._send_user_message  # type: ignore[attr-defined]
-        with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
-            send(message)
+    _send_signal(channel, "KILL")
     channel.close()
+
+
+def _send_signal(channel: paramiko.Channel, name: str) -> None:
+    """The RFC 4254 6.9 "signal" request; best effort (a closed channel gets none)."""
+    if channel.closed or channel.transport is None:
+        return
+    message = Message()
+    message.add_byte(cMSG_CHANNEL_REQUEST)
+    message.add_int(channel.remote_chanid)
+    message.add_string("signal")
+    message.add_boolean(False)
+    message.add_string(name)
+    # paramiko has no public call for the "signal" request; this is how its own requests
+    # (exec, pty) are sent.
+    send = channel.transport._send_user_message  # type: ignore[attr-defined]
+    with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
+        send(message)
 
 
 def _send_without_delay(sock: socket.socket) -> None:

@@ -3,7 +3,9 @@
 The egress tester and the remote scanner take a ``run_remote(host, command, timeout)``
 callable; this module provides it on top of ``probes.ssh.AuditSession``: one session per
 host, opened on first use with strict host-key checking, and an allow-list of command
-*templates* whose arguments may only be addresses, ports and nmap's own option syntax.
+*templates* whose arguments may only be addresses, ports and nmap's own option syntax (and,
+for the vantage hosts' sweeps and captures, one IPv4 prefix, an interface name and a BPF
+filter of plain words). ``stream`` starts a command that is read while it runs.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ from auditor.domain.attempts import ErrorReason
 from auditor.domain.inventory import Inventory
 from auditor.domain.protocols import ScopeCheck
 from probes.netlocal import RemoteResult
-from probes.ssh import AllowList, AuditSession, CommandEnd, CommandTemplate, SshError
+from probes.ssh import (
+    AllowList,
+    AuditSession,
+    CommandEnd,
+    CommandTemplate,
+    RunningCommand,
+    SshError,
+)
 
 _ADDRESS = r"[0-9A-Fa-f:.]{2,45}"
 _PORT = r"[0-9]{1,5}"
@@ -33,7 +42,8 @@ EGRESS_TEMPLATES = (
 #: Options that read or write files (-iL, -oN, --script, --datadir, ...) cannot match.
 _NMAP_OPTION = (
     r"(?:-sS|-sU|-sn|-PR|-Pn|-n|-6|--reason|-T[0-5]|-oX -|-p [0-9,-]+"
-    r"|--max-retries [0-9]+|--host-timeout [0-9]+s|--min-rate [0-9]+|-e [A-Za-z0-9_.-]+)"
+    r"|--max-retries [0-9]+|--host-timeout [0-9]+s|--min-rate [0-9]+"
+    r"|-e [A-Za-z0-9_.][A-Za-z0-9_.-]{0,14})"
 )
 NMAP_TEMPLATES = (
     CommandTemplate(
@@ -41,6 +51,41 @@ NMAP_TEMPLATES = (
         re.compile(rf"(?:{_NMAP_OPTION} )+{_ADDRESS}(?: {_ADDRESS})*"),
     ),
 )
+
+#: An interface name as the vantage host's ``ip -j addr`` gave it (probes.remotecapture
+#: checks it the same way): never an option, never shell syntax.
+_INTERFACE = r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,14}"
+_IPV4_PREFIX = r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}/[0-9]{1,2}"
+
+#: The neighbour sweep from a vantage host (probes.discovery.discover_from_remote): the IPv4
+#: ARP sweep is the only nmap run given a prefix, in this one fixed form; its IPv6 run names
+#: addresses and fits NMAP_TEMPLATES. Then, without sudo, the host's own addresses and
+#: neighbour table.
+SWEEP_TEMPLATES = (
+    CommandTemplate(
+        "sudo -n /usr/bin/nmap ",
+        re.compile(rf"-sn -PR -e {_INTERFACE} -n --reason -oX - {_IPV4_PREFIX}"),
+    ),
+    CommandTemplate("ip -j addr show", re.compile("")),
+    CommandTemplate("ip -j neigh show dev ", re.compile(_INTERFACE)),
+)
+
+#: The link capture from a vantage host (probes.remotecapture): tcpdump under the host's
+#: own ``timeout``, options in one fixed order, the filter single-quoted and made of BPF
+#: words only (probes.remotecapture.checked_filter refuses anything else before this).
+CAPTURE_TEMPLATES = (
+    CommandTemplate(
+        "sudo -n /usr/bin/timeout -s INT -k 5 ",
+        re.compile(
+            rf"[1-9][0-9]{{0,4}} /usr/bin/tcpdump -i {_INTERFACE} -n -U --immediate-mode "
+            r"-s [1-9][0-9]{0,5} -c [1-9][0-9]{0,6} -w - '[a-z0-9.:/() \[\]&=]+'"
+        ),
+    ),
+    CommandTemplate("ip -j addr show", re.compile("")),
+)
+
+#: Everything the auditor runs on a vantage host: scans, sweeps and captures.
+VANTAGE_TEMPLATES = (*NMAP_TEMPLATES, *SWEEP_TEMPLATES, *CAPTURE_TEMPLATES)
 
 
 class SshRemote:
@@ -115,3 +160,11 @@ class SshRemote:
             stderr=result.stderr,
             timed_out=result.end is CommandEnd.TIMED_OUT,
         )
+
+    def stream(
+        self, host: str, command: str, *, time_limit: float, max_output: int
+    ) -> RunningCommand:
+        """Start ``command`` on ``host`` and return at once (``AuditSession.start``): for
+        commands read while they run, such as a capture. Raises SshError (refused by the
+        allow-list, no session, not started)."""
+        return self._session(host).start(command, time_limit=time_limit, max_output=max_output)
