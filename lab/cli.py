@@ -19,6 +19,11 @@ from lab.build import build_image
 from lab.errors import LabError
 
 lab_app = typer.Typer(help="The containerized reference lab.", no_args_is_help=True)
+taps_app = typer.Typer(
+    help="The remote layout's vantage hosts (tap-<network>): start them, or stop them.",
+    no_args_is_help=True,
+)
+lab_app.add_typer(taps_app, name="taps")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -113,3 +118,21 @@ def inventory_command(
 ) -> None:
     """Print the path of the running lab's inventory file."""
     _say(str(runtime.inventory_path(remote)))
+
+
+@taps_app.command("up")
+@_one_line_errors
+def taps_up_command() -> None:
+    """Start the taps and mirror each network's bridge to its tap (for a remote audit)."""
+    for mirror in runtime.taps_up(progress=_say):
+        _say(
+            f"  {mirror.tap}: mirror of {mirror.bridge} ({mirror.network}) on {mirror.tap_port}, "
+            f"copying {len(mirror.ports)} ports and the bridge's own frames"
+        )
+
+
+@taps_app.command("down")
+@_one_line_errors
+def taps_down_command() -> None:
+    """Remove the mirror rules and stop the taps (the direct layout's audits need them down)."""
+    runtime.taps_down(progress=_say)

@@ -2,8 +2,8 @@
 
 ``inventory.yaml``: the auditor's machine plugged into every segment (``.1`` / ``::1``).
 ``inventory-remote.yaml``: the same organisation, the auditor plugged into the analyst
-terminal LAN only; every other network is reached through the vantage host or not at all
-(docs/lab.md, "The remote-vantage inventory").
+terminal LAN only; every other network is reached through a vantage host (inet-canary, the
+taps) or not at all (docs/lab.md, "The remote-vantage inventory").
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import yaml
 
 from auditor.domain.inventory import Inventory, load_inventory
 from lab.baseline import baseline_inventory_document, merge_patch
+from lab.model import NETWORKS, TAPS, LabHost
 from lab.scenario import Scenario
 
 
@@ -36,12 +37,27 @@ REMOTE_LAYOUT_SEGMENT = "term-lan"
 
 def remote_inventory_document(scenario: Scenario) -> dict[str, Any]:
     """The scenario's inventory with the auditor's address on every network but one
-    removed: the layout in which the other probes must run from vantage points."""
+    removed: the layout in which the other probes must run from vantage points, the lab's
+    taps (lab.model.TAPS) among them."""
     document = inventory_document(scenario)
     for name, network in document["networks"].items():
         if name != REMOTE_LAYOUT_SEGMENT:
             network.pop("auditor", None)
+    document["hosts"].update({tap.name: tap_document(tap) for tap in TAPS.values()})
     return document
+
+
+def tap_document(tap: LabHost) -> dict[str, Any]:
+    """A tap as the remote inventory declares it: a vantage host the auditor logs in to."""
+    return {
+        "roles": [str(role) for role in tap.roles],
+        "ssh": tap.ssh_address,
+        "addresses": {
+            net: [NETWORKS[net].address4(octet), NETWORKS[net].address6(octet)]
+            for net, octet in tap.addresses.items()
+        },
+        "description": tap.description,
+    }
 
 
 def write_inventory(scenario: Scenario, state: Path) -> Path:

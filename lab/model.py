@@ -276,6 +276,32 @@ HOSTS: dict[str, LabHost] = {
 #: Hosts in the order containers are started (peers before the hosts that connect to them).
 START_ORDER = list(HOSTS)
 
+#: The host part every tap holds on its network: free on every segment, in the baseline and
+#: in every scenario (lab/scenarios), so a tap never collides with a host a scenario adds.
+TAP_OCTET = 250
+
+#: The networks the remote-vantage layout leaves out of reach and where something must be
+#: probed (docs/lab.md, "The remote-vantage inventory"); inet has inet-canary already.
+TAPPED_NETWORKS = ("carrier-in", "carrier-out", "line-recv", "line-send", "office")
+
+
+def _tap(network: str) -> LabHost:
+    # Single-homed on purpose: a container's IPv4 forwarding follows the host's, and a tap on
+    # two segments could bridge them.
+    return LabHost(
+        f"tap-{network}",
+        (Role.VANTAGE,),
+        {network: TAP_OCTET},
+        f"the auditor's vantage host on {network} (a capture port that sees the whole segment)",
+        ssh_network=network,
+        auditor_login=True,
+    )
+
+
+#: Vantage hosts of the remote-vantage layout, kept out of HOSTS: they run only while a remote
+#: audit runs (``auditor lab taps up``), so nothing of the direct layout ever sees them.
+TAPS: dict[str, LabHost] = {tap.name: tap for tap in map(_tap, TAPPED_NETWORKS)}
+
 
 @dataclass
 class PipelinePaths:

@@ -22,6 +22,7 @@ from lab.model import (
     HOSTS,
     NETWORKS,
     PIPELINE,
+    TAPS,
     TUNNELS,
     WIREGUARD_PORT,
     LabHost,
@@ -37,6 +38,8 @@ PIPELINE_EVERY_SECONDS = 2
 CANARY_TCP = (53, 80, 443, 8080)
 CANARY_UDP = (53, 123)
 SECRET_MODE = 0o600
+#: The files every tap gets (its rule set): one folder for all of them.
+TAP_FILES = HOSTS_DIR / "_tap" / "rootfs"
 
 
 @dataclass
@@ -56,6 +59,8 @@ class ContainerPlan:
     #: The podman name when it is not ``lab-<host>`` (hosts made outside a lab, which
     #: ``lab down`` must not remove).
     name: str = ""
+    #: network -> a fixed MAC address (otherwise podman draws one at every start)
+    macs: dict[str, str] = field(default_factory=dict)
 
     @property
     def container(self) -> str:
@@ -93,11 +98,14 @@ class LabPlan:
     keys: LabKeys
     #: logical host -> the container that does its work (differs when a host is played)
     placed_in: dict[str, str]
+    #: The remote layout's vantage hosts (lab.model.TAPS): created with the lab, started
+    #: only by ``auditor lab taps up``.
+    taps: dict[str, ContainerPlan] = field(default_factory=dict)
 
     def known_hosts_lines(self) -> list[str]:
-        """One line per container: every address it holds, then its host key."""
+        """One line per container, taps included: every address it holds, then its host key."""
         lines = []
-        for plan in self.containers.values():
+        for plan in [*self.containers.values(), *self.taps.values()]:
             assert plan.host_key is not None
             lines.append(known_hosts_line(plan.addresses(), plan.host_key))
         return lines
@@ -105,6 +113,11 @@ class LabPlan:
     @property
     def auditor_public_key(self) -> str:
         return self.keys.auditor.public_line
+
+
+def tap_mac(network_index: int, octet: int) -> str:
+    """A locally administered unicast MAC address (``02:...``) made of the tap's address."""
+    return f"02:98:00:00:{network_index:02x}:{octet:02x}"
 
 
 def known_hosts_line(addresses: list[str], host_key: SshKey) -> str:
@@ -136,7 +149,32 @@ def make_plan(scenario: Scenario) -> LabPlan:
     for container in containers.values():
         _add_generated_files(container, plan)
         _apply_scenario_files(container, scenario)
+    plan.taps = {name: tap_container(name, plan.auditor_public_key) for name in TAPS}
     return plan
+
+
+def tap_container(name: str, auditor_public_key: str) -> ContainerPlan:
+    """A tap of lab.model.TAPS: its one network, a host key and machine-id of its own, the
+    auditor's key and sudoers (whose ``Host_Alias VANTAGE`` lets it run nmap and tcpdump),
+    sshd. No organisation role, no tunnel, no pipeline, forwarding off."""
+    tap = TAPS[name]
+    container = ContainerPlan(
+        host=name,
+        networks=dict(tap.addresses),
+        sysctls=_sysctls(router=False),
+        host_key=new_ssh_key(f"root@{name}"),
+        machine_id=uuid.uuid4().hex,
+        # A tap is stopped and started again between audits: with the MAC podman would draw
+        # anew, this machine's neighbour cache would send to the old one for up to a minute.
+        macs={net: tap_mac(NETWORKS[net].index, octet) for net, octet in tap.addresses.items()},
+    )
+    for source in sorted(p for p in TAP_FILES.rglob("*") if p.is_file()):
+        _put(container, "/" + str(source.relative_to(TAP_FILES)), source.read_bytes())
+    _add_identity(container)
+    _add_auditor_access(container, auditor_public_key)
+    _put(container, "/etc/lab/network.sh", _network_script(container, [], []))
+    _put(container, "/etc/lab/services", "rsyslog\nsshd\n")
+    return container
 
 
 def _container(host: str, scenario: Scenario, keys: LabKeys) -> ContainerPlan:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -26,7 +27,7 @@ from lab.baseline import KEY_FILE, KNOWN_HOSTS_FILE
 from lab.build import build_image
 from lab.errors import LabError
 from lab.labinventory import REMOTE_INVENTORY_FILE, inventory_document, write_inventory
-from lab.model import AUDITOR_OCTET, NETWORKS
+from lab.model import AUDITOR_OCTET, NETWORKS, TAPS
 from lab.paths import state_dir
 from lab.plan import ContainerPlan, LabPlan, make_plan
 from lab.podman import podman, require_podman
@@ -53,6 +54,8 @@ class LabState:
     startup_seconds: float
     containers: dict[str, list[str]] = field(default_factory=dict)  #: host -> addresses
     expect_fail: list[tuple[str, str]] = field(default_factory=list)
+    #: tap -> addresses: the remote layout's vantage hosts, created stopped (``taps_up``)
+    taps: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def inventory_path(self) -> Path:
@@ -101,8 +104,9 @@ def up(scenario: str | Path | None = None, progress: Progress = _quiet) -> LabSt
     guard.install()
     progress(f"  guard table inet {guard.TABLE} installed")
     bridges = _create_networks(progress)
-    in_parallel(lambda c: _create_container(c, image, state), plan.containers.values())
-    progress(f"  {len(plan.containers)} containers created")
+    everything = [*plan.containers.values(), *plan.taps.values()]
+    in_parallel(lambda c: _create_container(c, image, state), everything)
+    progress(f"  {len(plan.containers)} containers created, and {len(plan.taps)} taps (stopped)")
     in_parallel(lambda c: podman("start", c.container), plan.containers.values())
     _address_bridges(bridges)
     _wait_for_init(plan)
@@ -117,6 +121,7 @@ def up(scenario: str | Path | None = None, progress: Progress = _quiet) -> LabSt
         startup_seconds=round(time.monotonic() - started, 1),
         containers={c.host: c.addresses() for c in plan.containers.values()},
         expect_fail=chosen.expect_fail,
+        taps={c.host: c.addresses() for c in plan.taps.values()},
     )
     (state / STATE_FILE).write_text(json.dumps(asdict(lab), indent=2) + "\n", encoding="utf-8")
     progress(f"lab up in {lab.startup_seconds:.0f} s; inventory: {lab.inventory}")
@@ -139,7 +144,7 @@ def _write_state(plan: LabPlan) -> Path:
     )
     write_inventory(plan.scenario, state)
     (state / "scenario").write_text(plan.scenario.name + "\n", encoding="utf-8")
-    for container in plan.containers.values():
+    for container in [*plan.containers.values(), *plan.taps.values()]:
         stage_files(container, state / "hosts" / container.host / "rootfs")
     return state
 
@@ -215,9 +220,10 @@ def _create_container(container: ContainerPlan, image: str, state: Path) -> None
     attachments = []
     for net, octet in container.networks.items():
         network = NETWORKS[net]
+        mac = f",mac={container.macs[net]}" if net in container.macs else ""
         attachments.append(
             f"{network.podman_name}:ip={network.address4(octet)},"
-            f"ip6={network.address6(octet)},interface_name={network.interface}"
+            f"ip6={network.address6(octet)},interface_name={network.interface}{mac}"
         )
     create_container(container, image, attachments, state / "hosts" / container.host / "rootfs")
 
@@ -370,6 +376,7 @@ def lab_networks() -> list[str]:
 def down(progress: Progress = _quiet) -> None:
     """Remove every lab container and network and the guard table (idempotent)."""
     require_root()
+    _remove_mirrors()  # before the devices go: a bridge podman reuses must come back clean
     containers = lab_containers()
     if containers:
         podman("rm", "--force", "--time", "2", *containers, timeout=120)
@@ -439,4 +446,223 @@ def status() -> tuple[LabState | None, list[HostStatus]]:
                 ).stdout.strip()
                 row.last_delivery = f"{files[0]} at {stamp[:19]}"
         rows.append(row)
+    # The taps run only around a remote audit (``taps_up``): "created" or "exited" otherwise.
+    rows += [
+        HostStatus(tap, states.get(tap_container_name(tap), "missing"), addresses, {})
+        for tap, addresses in lab.taps.items()
+    ]
     return lab, rows
+
+
+# -- taps: the remote layout's vantage hosts ----------------------------------------------------
+TAPS_STATE_FILE = "taps.json"
+TAPS_TIMEOUT = 30.0
+#: The tc filter priority of the mirror rules (``tc filter ... pref``): ours, recognisable.
+MIRROR_PREF = 4900
+_TC_FILTER_ADD = ("tc", "filter", "add", "dev")
+_ALL = ("protocol", "all")
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+
+
+@dataclass
+class Mirror:
+    """One tap's emulated mirror port: which devices got a ``clsact`` qdisc from us."""
+
+    tap: str
+    network: str
+    bridge: str
+    tap_port: str  #: the tap's host-side veth: where the mirrored frames are sent
+    ports: list[str]  #: the bridge's other ports: what each container sends is copied
+    devices: list[str] = field(default_factory=list)  #: every device we gave a clsact
+
+
+def tap_container_name(tap: str) -> str:
+    return f"lab-{tap}"
+
+
+def taps_up(progress: Progress = _quiet) -> list[Mirror]:
+    """Start the taps the lab created with it, wait for their sshd, and make each tap's
+    interface a mirror port of its network's bridge. Run it only around a remote audit: a
+    tap is an unknown neighbour to the direct layout's sweeps."""
+    require_root()
+    lab = current()
+    if lab is None:
+        raise LabError("no lab is running (start one with `auditor lab up`)")
+    if not lab.taps:
+        raise LabError("this lab was brought up without taps: run `auditor lab up` again")
+    started = time.monotonic()
+    _remove_mirrors()
+    _pin_bridge_addresses(list(lab.taps))
+    in_parallel(lambda tap: podman("start", tap_container_name(tap)), list(lab.taps))
+    _wait_for_taps(list(lab.taps))
+    mirrors: list[Mirror] = []
+    try:
+        for tap in lab.taps:
+            _install_mirror(tap, mirrors)
+    finally:  # also what a failure left half done: ``taps_down`` removes what is recorded
+        _record_mirrors(mirrors)
+    progress(f"taps up in {time.monotonic() - started:.1f} s: {', '.join(lab.taps)}")
+    return mirrors
+
+
+def taps_down(progress: Progress = _quiet) -> None:
+    """Undo ``taps_up``: remove the mirror rules (the bridges are as podman made them again)
+    and stop the taps. Idempotent; the taps stay created for the next ``taps_up``."""
+    require_root()
+    removed = _remove_mirrors()
+    running = [t for t in TAPS if _container_state(tap_container_name(t)) == "running"]
+    if running:
+        in_parallel(lambda tap: podman("stop", "--time", "2", tap_container_name(tap)), running)
+    progress(f"taps down: {len(running)} stopped, mirror rules removed from {removed} devices")
+
+
+def _pin_bridge_addresses(taps: list[str]) -> None:
+    """Set each tapped bridge's MAC address to the one it has. A Linux bridge whose address
+    was never set takes the lowest of its ports' addresses, so a tap's port joining or
+    leaving could change the address of this machine's ``.1`` / ``::1`` under every
+    container's neighbour cache (measured: the containers' frames to ``.1`` then went to a
+    port that no longer existed, flooded and undelivered, until their caches expired). Once
+    set, it no longer follows the ports; the value is the one the lab already uses."""
+    for network in {n for tap in taps for n in TAPS[tap].addresses}:
+        bridge = bridge_of(network)
+        address = Path(f"/sys/class/net/{bridge}/address").read_text(encoding="utf-8").strip()
+        _run_host(["ip", "link", "set", "dev", bridge, "address", address])
+
+
+def _container_state(container: str) -> str:
+    result = podman("inspect", container, "--format", "{{.State.Status}}", check=False)
+    return result.stdout.strip() if result.returncode == 0 else "missing"
+
+
+def _wait_for_taps(taps: list[str]) -> None:
+    def missing() -> list[str]:
+        gaps = []
+        for tap in taps:
+            ready = podman(
+                "exec", tap_container_name(tap), "test", "-f", "/run/lab/ready", check=False
+            )
+            address = TAPS[tap].ssh_address
+            if ready.returncode != 0 or address is None or not ssh_banner(address, 1):
+                gaps.append(tap)
+        return gaps
+
+    late = poll_missing(missing, TAPS_TIMEOUT, interval=0.3)
+    if late:
+        raise LabError(f"taps not answering SSH within {TAPS_TIMEOUT:.0f} s: {', '.join(late)}")
+
+
+def _install_mirror(tap: str, mirrors: list[Mirror]) -> None:
+    """Copy every frame crossing the tap's bridge to the tap's port, as a switch's mirror
+    port (SPAN) would: what each other port receives from its container (container to
+    container, container to this machine), and what this machine sends into the bridge.
+    The mirror joins ``mirrors`` before its first device changes."""
+    (network,) = TAPS[tap].addresses
+    bridge = bridge_of(network)
+    container, interface = tap_container_name(tap), NETWORKS[network].interface
+    tap_port = host_side_port(container, interface)
+    tap_mac = _read_in(container, f"/sys/class/net/{interface}/address")
+    if not _MAC.fullmatch(tap_mac):
+        raise LabError(f"{container}: {interface} has no Ethernet address ({tap_mac!r})")
+    ports = [p for p in bridge_ports(bridge) if p != tap_port]
+    mirror = Mirror(tap, network, bridge, tap_port, ports)
+    mirrors.append(mirror)
+    for device, direction in [*((p, "ingress") for p in ports), (bridge, "egress")]:
+        _add_clsact(device)
+        mirror.devices.append(device)
+        for command in _mirror_filters(device, direction, tap_port, tap_mac):
+            _run_host(command)
+
+
+def _mirror_filters(device: str, direction: str, tap_port: str, tap_mac: str) -> list[list[str]]:
+    """Broadcasts and frames for the tap itself end classification untouched (the bridge
+    delivers them to the tap already: a copy would be a duplicate, which the tap's own TCP
+    sessions would take for retransmissions); every other frame is copied to the tap's port.
+
+    Only ``u32`` and ``mirred`` are used: this project's kernels have neither ``flower``,
+    ``matchall`` nor ``gact``. A ``u32`` match with a flowid and no action ends
+    classification (the frame goes on unchanged); its offsets count from the network
+    header, so the destination MAC is at -14 in both directions."""
+    filters = (
+        ["u32", "match", "ether", "dst", "ff:ff:ff:ff:ff:ff", "flowid", "1:1"],
+        ["u32", "match", "ether", "dst", tap_mac, "flowid", "1:1"],
+        ["u32", "match", "u32", "0", "0", "action", "mirred", "egress", "mirror", "dev", tap_port],
+    )
+    return [
+        [*_TC_FILTER_ADD, device, direction, "pref", str(MIRROR_PREF + n), *_ALL, *rule]
+        for n, rule in enumerate(filters)
+    ]
+
+
+def bridge_of(network: str) -> str:
+    name = NETWORKS[network].podman_name
+    bridge = podman("network", "inspect", name, "--format", "{{.NetworkInterface}}").stdout
+    if not bridge.strip():
+        raise LabError(f"podman gave no bridge name for {name}")
+    return bridge.strip()
+
+
+def _read_in(container: str, path: str) -> str:
+    result = podman("exec", container, "cat", path, check=False)
+    if result.returncode != 0 or not result.stdout.strip():
+        raise LabError(f"{container}: cannot read {path}: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def host_side_port(container: str, interface: str) -> str:
+    """The host's end of ``container``'s veth ``interface`` (its peer's ifindex is the
+    container's ``iflink``)."""
+    index = _read_in(container, f"/sys/class/net/{interface}/iflink")
+    for link in _host_links():
+        if str(link.get("ifindex")) == index:
+            return str(link["ifname"])
+    raise LabError(f"{container}: no host interface has index {index} (the peer of {interface})")
+
+
+def bridge_ports(bridge: str) -> list[str]:
+    return [str(link["ifname"]) for link in _host_links("master", bridge)]
+
+
+def _host_links(*selector: str) -> list[dict[str, Any]]:
+    proc = subprocess.run(
+        ["ip", "-j", "link", "show", *selector], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise LabError(f"ip link show {' '.join(selector)} failed: {proc.stderr.strip()}")
+    links: list[dict[str, Any]] = json.loads(proc.stdout or "[]")
+    return links
+
+
+def _add_clsact(device: str) -> None:
+    """Give ``device`` the classifier qdisc the mirror rules hang on; refuse a device that
+    has one already: it is not ours, and taking the taps down would remove it."""
+    listing = subprocess.run(
+        ["tc", "qdisc", "show", "dev", device], capture_output=True, text=True, check=False
+    ).stdout
+    if "clsact" in listing or "ingress" in listing.split():
+        raise LabError(f"{device} already has a clsact/ingress qdisc that the lab did not add")
+    _run_host(["tc", "qdisc", "add", "dev", device, "clsact"])
+
+
+def _record_mirrors(mirrors: list[Mirror]) -> None:
+    record = [asdict(m) for m in mirrors]
+    (state_dir() / TAPS_STATE_FILE).write_text(json.dumps(record, indent=2) + "\n", "utf-8")
+
+
+def recorded_mirrors() -> list[Mirror]:
+    """The mirrors ``taps_up`` installed and ``taps_down`` has not removed yet."""
+    path = state_dir() / TAPS_STATE_FILE
+    if not path.exists():
+        return []
+    return [Mirror(**m) for m in json.loads(path.read_text(encoding="utf-8"))]
+
+
+def _remove_mirrors() -> int:
+    """Delete the clsact qdiscs ``taps_up`` added (their filters go with them); a device
+    that has gone since (its container or network removed) took them along."""
+    devices = {d for m in recorded_mirrors() for d in m.devices}
+    for device in devices:
+        subprocess.run(
+            ["tc", "qdisc", "del", "dev", device, "clsact"], capture_output=True, check=False
+        )
+    (state_dir() / TAPS_STATE_FILE).unlink(missing_ok=True)
+    return len(devices)

@@ -13,6 +13,7 @@ from lab.labinventory import (
     REMOTE_LAYOUT_SEGMENT,
     write_inventory,
 )
+from lab.model import TAPS
 from lab.paths import SCENARIOS_DIR
 from lab.scenario import load_scenario
 
@@ -31,8 +32,11 @@ def test_remote_inventory_is_the_same_organisation_with_the_auditor_on_one_segme
     assert remote.networks[REMOTE_LAYOUT_SEGMENT].auditor == (
         direct.networks[REMOTE_LAYOUT_SEGMENT].auditor
     )
-    # Everything else is what the direct inventory says: hosts, tunnels, scope, SSH.
-    assert remote.hosts == direct.hosts and remote.tunnels == direct.tunnels
+    # Everything else is what the direct inventory says: hosts (plus the taps, which only the
+    # remote layout declares), tunnels, scope, SSH.
+    assert {n: h for n, h in remote.hosts.items() if n not in TAPS} == direct.hosts
+    assert set(remote.hosts) - set(direct.hosts) == set(TAPS)
+    assert remote.tunnels == direct.tunnels
     assert remote.scope == direct.scope and remote.ssh == direct.ssh
     for network, definition in direct.networks.items():
         assert remote.networks[network].prefixes == definition.prefixes
@@ -42,5 +46,5 @@ def test_remote_inventory_is_the_same_organisation_with_the_auditor_on_one_segme
 def test_the_lab_vantage_host_stays_a_vantage_point_in_the_remote_layout(tmp_path: Path) -> None:
     write_inventory(load_scenario("baseline"), tmp_path)
     remote = load_inventory(tmp_path / REMOTE_INVENTORY_FILE)
-    assert remote.hosts_with(Role.VANTAGE) == ["inet-canary"]
-    assert remote.hosts["inet-canary"].ssh is not None
+    assert sorted(remote.hosts_with(Role.VANTAGE)) == sorted(["inet-canary", *TAPS])
+    assert all(remote.hosts[h].ssh is not None for h in remote.hosts_with(Role.VANTAGE))
