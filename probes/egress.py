@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, Protocol
 
 from netaddr import IPAddress, IPSet
 from scapy.layers.inet import ICMP, IP, TCP, UDP
@@ -41,7 +41,7 @@ from scapy.packet import Packet
 from auditor.domain.attempts import Attempt
 from auditor.domain.inventory import Inventory, Role, Zone
 from auditor.domain.protocols import EvidenceSink
-from probes.capture import Capture, CaptureResult, CaptureSpec, running_capture
+from probes.capture import CaptureResult, CaptureSpec, running_capture
 from probes.netlocal import CheckTarget, RunRemote, now, same_address
 
 PROBE = "egress"
@@ -100,6 +100,19 @@ class Commands:
     def for_kind(self, kind: Kind, address: str) -> str:
         template = {"tcp": self.tcp, "udp": self.udp, "icmp": self.icmp}[kind.proto]
         return template.format(address=address, port=kind.port)
+
+
+class Watch(Protocol):
+    """A running capture, this machine's (``probes.capture.Capture``) or a vantage host's
+    (``probes.remotecapture.RemoteCapture``): ``result`` is its outcome once stopped."""
+
+    result: Attempt[CaptureResult] | None
+
+
+#: Starts a capture on an external network this machine has no address on, from a vantage
+#: host standing there: (network, filter, time bound) -> the capture to enter, or None when
+#: nobody can watch that network.
+RemoteWatch = Callable[[str, str, float], AbstractContextManager[Watch] | None]
 
 
 @dataclass(frozen=True)
@@ -372,9 +385,12 @@ def _transcript(attempts: Sequence[EgressAttempt]) -> bytes:
     return json.dumps(rows, indent=1, ensure_ascii=False).encode()
 
 
-def _network_capture(network: str, capture: Capture | None) -> NetworkCapture:
+def _network_capture(network: str, capture: Watch | None) -> NetworkCapture:
     if capture is None:
-        return NetworkCapture(network, False, "this machine has no address there", None, 0, None)
+        return NetworkCapture(
+            network, False, "this machine has no address there and no vantage host watches it",
+            None, 0, None,
+        )  # fmt: skip
     result = capture.result
     if result is None or not result.succeeded or result.value is None:
         error = result.error.message if result is not None and result.error else "not stopped"
@@ -417,11 +433,13 @@ def run_egress_test(
     commands: Commands | None = None,
     parallel: int = 4,
     linger: float = 2.0,
+    remote_watch: RemoteWatch | None = None,
 ) -> Attempt[EgressResult]:
     """Run the egress test of ``plan.host``; see the module docstring.
 
     ``run_remote`` is called from up to ``parallel`` threads at once (pass 1 if it is not
-    thread-safe). Always returns a completed attempt: what could not be done shows in the
+    thread-safe). An external network without an address of this machine is watched from
+    a vantage host through ``remote_watch`` when it gives a capture. Always returns a completed attempt: what could not be done shows in the
     result's ``summary`` (INCOMPLETE) and ``reasons``, never as a silent "nothing seen".
     """
     commands = commands or Commands()
@@ -430,7 +448,7 @@ def run_egress_test(
     bound = commands.timeout * (len(work) / max(parallel, 1) + 1) + 60
     bpf = _capture_filter([t for t, _ in allowed], kinds)
     with ExitStack() as stack:
-        captures = _start_captures(plan, bpf, bound, sink, stack)
+        captures = _start_captures(plan, bpf, bound, sink, stack, remote_watch=remote_watch)
         if any(c is not None and c.result is None for c in captures.values()):
             stack.enter_context(_Linger(linger))  # exits (sleeps) before the captures stop
             attempts += _run_all(plan, work, run_remote, commands, parallel)
@@ -454,16 +472,25 @@ class _Linger:
 
 
 def _start_captures(
-    plan: EgressPlan, bpf: str, bound: float, sink: EvidenceSink, stack: ExitStack
-) -> dict[str, Capture | None]:
-    """One capture per external network, each listening before this returns (or failed)."""
-    captures: dict[str, Capture | None] = {}
+    plan: EgressPlan,
+    bpf: str,
+    bound: float,
+    sink: EvidenceSink,
+    stack: ExitStack,
+    *,
+    remote_watch: RemoteWatch | None,
+) -> dict[str, Watch | None]:
+    """One capture per external network, each listening before this returns (or failed):
+    this machine's where it has an address there, else a vantage host's if one stands there."""
+    captures: dict[str, Watch | None] = {}
     for net in plan.networks:
-        if not net.auditor_addresses:
-            captures[net.name] = None
-            continue
-        spec = CaptureSpec(net.auditor_addresses[0], bpf, bound, 50_000, network=net.name)
-        captures[net.name] = stack.enter_context(running_capture(spec, sink))
+        watching: AbstractContextManager[Watch] | None = None
+        if net.auditor_addresses:
+            spec = CaptureSpec(net.auditor_addresses[0], bpf, bound, 50_000, network=net.name)
+            watching = running_capture(spec, sink)
+        elif remote_watch is not None:
+            watching = remote_watch(net.name, bpf, bound)
+        captures[net.name] = stack.enter_context(watching) if watching is not None else None
     return captures
 
 
@@ -498,7 +525,7 @@ def _scope_filter(
 
 def _finish(
     plan: EgressPlan,
-    captures: dict[str, Capture | None],
+    captures: dict[str, Watch | None],
     attempts: list[EgressAttempt],
     sink: EvidenceSink,
     linger: float,
@@ -590,8 +617,10 @@ __all__ = [
     "Kind",
     "NetworkCapture",
     "Outcome",
+    "RemoteWatch",
     "Sighting",
     "Summary",
+    "Watch",
     "beyond_targets",
     "classify",
     "plan_from_inventory",

@@ -32,7 +32,7 @@ from scapy.packet import Packet
 
 from auditor.domain.attempts import Attempt
 from auditor.domain.protocols import EvidenceSink
-from probes.capture import CaptureSpec, capture_window
+from probes.capture import CaptureResult, CaptureSpec, capture_window
 from probes.redact import redact_flow_sample
 
 PROBE = "link-classification"
@@ -514,7 +514,12 @@ def classify_link(spec: CaptureSpec, sink: EvidenceSink) -> Attempt[LinkClassifi
     A capture error is returned as it is; a capture that saw no IP packet completes with
     status NO_TRAFFIC (a check must treat it as inconclusive, not as "nothing in clear").
     """
-    captured = capture_window(spec, sink)
+    return classify_captured(capture_window(spec, sink))
+
+
+def classify_captured(captured: Attempt[CaptureResult]) -> Attempt[LinkClassification]:
+    """The flows of a finished capture (this machine's, or a vantage host's), classified; a
+    capture error is returned as it is."""
     if not captured.succeeded or captured.value is None:
         assert captured.error is not None
         return Attempt.failed(
@@ -532,6 +537,7 @@ __all__ = [
     "LinkClass",
     "LinkClassification",
     "TlsInfo",
+    "classify_captured",
     "classify_flows",
     "classify_link",
     "cleartext_kind",

@@ -9,13 +9,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import TypeVar
 
 from auditor.audit.observer import AuditObserver
 from auditor.audit.options import AuditOptions
-from auditor.audit.remote import EGRESS_TEMPLATES, NMAP_TEMPLATES, SshRemote
+from auditor.audit.remote import (
+    CAPTURE_TEMPLATES,
+    EGRESS_TEMPLATES,
+    VANTAGE_TEMPLATES,
+    SshRemote,
+)
 from auditor.audit.scope import ScopeGuard
 from auditor.domain.attempts import Attempt, ErrorReason
 from auditor.domain.inventory import Role, Zone
@@ -31,9 +37,15 @@ from policies.empirical import (
     ScanObservation,
 )
 from probes.capture import CaptureSpec
-from probes.discovery import DiscoveryResult, discover_inventory_network
-from probes.egress import EgressResult, plan_from_inventory, run_egress_test
-from probes.linkclass import CaptureStatus, LinkClassification, classify_link
+from probes.discovery import DiscoveryResult, discover_from_remote, discover_inventory_network
+from probes.egress import EgressResult, Watch, plan_from_inventory, run_egress_test
+from probes.linkclass import CaptureStatus, LinkClassification, classify_captured, classify_link
+from probes.netlocal import local_interfaces, same_address
+from probes.remotecapture import (
+    RemoteCaptureSpec,
+    remote_capture_window,
+    running_remote_capture,
+)
 from probes.scanner import HostScan, PortState, ScanProfile, scan_from_here, scan_from_remote
 
 T = TypeVar("T")
@@ -185,7 +197,8 @@ class NetworkProbes:
     # -- links ---------------------------------------------------------------------------
     def links(self, seconds: float) -> None:
         networks = self._link_networks()
-        results = _parallel(networks, lambda n: self._capture_link(n, seconds))
+        with SshRemote(self.inventory, self.guard.check, CAPTURE_TEMPLATES) as remote:
+            results = _parallel(networks, lambda n: self._capture_link(remote, n, seconds))
         for network, attempt in zip(networks, results, strict=True):
             self.ctx.links[network] = _convert(
                 attempt, partial(_link_observation, network, seconds=seconds)
@@ -202,13 +215,27 @@ class NetworkProbes:
         }
         return sorted(wanted)
 
-    def _capture_link(self, network: str, seconds: float) -> Attempt[LinkClassification]:
+    def _capture_link(
+        self, remote: SshRemote, network: str, seconds: float
+    ) -> Attempt[LinkClassification]:
+        """From this machine's address on the network, else from a vantage host on it."""
         local = self._local_address(network)
-        if local is None:
+        if local is not None:
+            spec = CaptureSpec(local, self._link_filter(), max_seconds=seconds, network=network)
+            self.observer.step("links", f"capturing on {network} for {seconds:.0f} s")
+            return classify_link(spec, self.store)
+        vantage = self._vantage_on(network)
+        if vantage is None:
             return _no_vantage(network, "capture")
-        spec = CaptureSpec(local, self._link_filter(), max_seconds=seconds, network=network)
-        self.observer.step("links", f"capturing on {network} for {seconds:.0f} s")
-        return classify_link(spec, self.store)
+        self.observer.step("links", f"capturing on {network} from {vantage} for {seconds:.0f} s")
+        remote_spec = RemoteCaptureSpec(
+            vantage,
+            self._addresses_of(vantage, network),
+            self._link_filter(),
+            max_seconds=seconds,
+            network=network,
+        )
+        return classify_captured(remote_capture_window(remote_spec, remote, self.store))
 
     def _link_filter(self) -> str:
         """Every IP packet except the audit's own: to or from this machine's addresses and
@@ -244,7 +271,10 @@ class NetworkProbes:
                 *self.inventory.hosts_with(Role.PROCESSING),
             }
         )
-        with SshRemote(self.inventory, self.guard.check, EGRESS_TEMPLATES) as remote:
+        with (
+            SshRemote(self.inventory, self.guard.check, EGRESS_TEMPLATES) as remote,
+            SshRemote(self.inventory, self.guard.check, CAPTURE_TEMPLATES) as watchers,
+        ):
             # One host at a time: captures attribute attempts by signature, not by host.
             for host in hosts:
                 self.observer.step("egress", f"egress attempts from {host}")
@@ -254,8 +284,26 @@ class NetworkProbes:
                     sink=self.store,
                     check_target=self.guard.check,
                     linger=EGRESS_LINGER_SECONDS,
+                    remote_watch=partial(self._watch_from_vantage, watchers),
                 )
                 self.ctx.egress[host] = _convert(attempt, _egress_observation)
+
+    def _watch_from_vantage(
+        self, remote: SshRemote, network: str, bpf: str, bound: float
+    ) -> AbstractContextManager[Watch] | None:
+        """The egress capture of a network this machine is not on, from a vantage host."""
+        vantage = self._vantage_on(network)
+        if vantage is None:
+            return None
+        spec = RemoteCaptureSpec(
+            vantage,
+            self._addresses_of(vantage, network),
+            bpf,
+            max_seconds=bound,
+            max_packets=50_000,
+            network=network,
+        )
+        return running_remote_capture(spec, remote, self.store)
 
     # -- scans ---------------------------------------------------------------------------
     def scans(self) -> None:
@@ -271,7 +319,7 @@ class NetworkProbes:
         ]
         remote = self._vantage_scan_jobs()
         with (
-            SshRemote(self.inventory, self.guard.check, NMAP_TEMPLATES) as ssh,
+            SshRemote(self.inventory, self.guard.check, VANTAGE_TEMPLATES) as ssh,
             ThreadPoolExecutor(max_workers=max(1, len(local) + len(remote))) as pool,
         ):
             from_here = [pool.submit(self._scan_locally, *job) for job in local]
@@ -366,17 +414,52 @@ class NetworkProbes:
     # -- discovery -----------------------------------------------------------------------
     def discovery(self) -> None:
         networks = self.inventory.networks_in(Zone.PROTECTED)
-        results = _parallel(networks, self._discover)
+        with SshRemote(self.inventory, self.guard.check, VANTAGE_TEMPLATES) as remote:
+            results = _parallel(networks, partial(self._discover, remote))
         for network, attempt in zip(networks, results, strict=True):
             self.ctx.discovery[network] = _convert(attempt, _discovery_observation)
 
-    def _discover(self, network: str) -> Attempt[DiscoveryResult]:
-        if self._local_address(network) is None:
+    def _discover(self, remote: SshRemote, network: str) -> Attempt[DiscoveryResult]:
+        """From this machine's address on the network, else from a vantage host on it."""
+        if self._local_address(network) is not None:
+            self.observer.step("discovery", f"sweeping {network}")
+            return discover_inventory_network(
+                self.inventory, network, sink=self.store, check_target=self.guard.check
+            )
+        vantage = self._vantage_on(network)
+        if vantage is None:
             return _no_vantage(network, "sweep")
-        self.observer.step("discovery", f"sweeping {network}")
-        return discover_inventory_network(
-            self.inventory, network, sink=self.store, check_target=self.guard.check
+        self.observer.step("discovery", f"sweeping {network} from {vantage}")
+        swept = discover_from_remote(
+            network=network,
+            prefixes=[str(p) for p in self.inventory.networks[network].prefixes],
+            vantage_host=vantage,
+            vantage_addresses=self._addresses_of(vantage, network),
+            run_remote=remote,
+            sink=self.store,
+            check_target=self.guard.check,
+            known_ipv6=[
+                str(a)
+                for host in self.inventory.hosts.values()
+                for a in host.addresses.get(network, [])
+                if a.version == 6
+            ],
         )
+        return _without_this_machine(swept)
+
+    def _vantage_on(self, network: str) -> str | None:
+        """A vantage host (reached over SSH) with an address on ``network``, if any."""
+        return next(
+            (
+                host
+                for host in sorted(self.inventory.hosts_with(Role.VANTAGE))
+                if self.inventory.hosts[host].ssh and self._addresses_of(host, network)
+            ),
+            None,
+        )
+
+    def _addresses_of(self, host: str, network: str) -> tuple[str, ...]:
+        return tuple(str(a) for a in self.inventory.hosts[host].addresses.get(network, []))
 
     def _local_address(self, network: str) -> str | None:
         own = self.inventory.networks[network].auditor
@@ -396,24 +479,50 @@ def _parallel(items: Sequence[str], work: Callable[[str], T]) -> list[T]:
         return list(pool.map(work, items))
 
 
-#: Why a probe cannot run from anywhere but this machine (docs/network-probes.md, "Remote
-#: vantage points"): scans also run from a vantage host on the network; captures and
-#: neighbour sweeps need root's raw sockets there (tcpdump, nmap -sn -PR), and this audit
-#: does not run them remotely yet.
-_REMOTE_PATH = {
-    "scan": "no vantage host (role vantage, with an ssh address) is on it either",
-    "capture": "captures do not run from remote vantage points",
-    "sweep": "neighbour sweeps do not run from remote vantage points",
-}
+def _without_this_machine(swept: Attempt[DiscoveryResult]) -> Attempt[DiscoveryResult]:
+    """A vantage host's sweep with this machine's own addresses left out, as a local sweep
+    leaves them out: where this machine still has an address on a network the inventory
+    does not plug it into (an SSH path, a management port), it is the auditor's own
+    equipment, never an unknown neighbour."""
+    if swept.value is None:
+        return swept
+    try:
+        mine = {a for interface in local_interfaces() for a in interface.addresses}
+    except (OSError, RuntimeError, ValueError) as exc:  # ip missing, failing, or garbled
+        return Attempt.failed(
+            swept.probe, swept.target, ErrorReason.INTERNAL,
+            f"this machine's own addresses could not be listed to leave them out: {exc}",
+            swept.evidence,
+        )  # fmt: skip
+    result = swept.value
+    kept = replace(
+        result,
+        hosts=tuple(h for h in result.hosts if not _held_by(h.address, mine)),
+        neighbours=tuple(n for n in result.neighbours if not _held_by(n.address, mine)),
+        own_addresses=tuple(
+            sorted(
+                {
+                    *result.own_addresses,
+                    *(h.address for h in result.hosts if _held_by(h.address, mine)),
+                }
+            )
+        ),
+    )
+    return Attempt.ok(swept.probe, swept.target, kept, swept.evidence)
+
+
+def _held_by(address: str, mine: set[str]) -> bool:
+    return any(same_address(address, own) for own in mine)
 
 
 def _no_vantage(network: str, probe: str) -> Attempt[T]:
-    """Nothing could look at ``network``: the auditor is not plugged into it and no remote
-    path for this probe exists. Missing evidence, never a verdict."""
+    """Nothing could look at ``network``: the auditor is not plugged into it and no vantage
+    host stands on it (docs/network-probes.md, "Remote vantage points"). Missing evidence,
+    never a verdict. ``probe``: "scan", "capture" or "sweep", for the message."""
     return Attempt.failed(
         "network", network, ErrorReason.UNREACHABLE,
-        f"this machine has no address on {network} (the inventory names none), and "
-        f"{_REMOTE_PATH[probe]}",
+        f"no {probe}: this machine has no address on {network} (the inventory names none), "
+        "and no vantage host (role vantage, with an ssh address) is on it either",
     )  # fmt: skip
 
 

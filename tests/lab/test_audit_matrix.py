@@ -13,6 +13,8 @@ import json
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import pytest
 
 from auditor.domain.inventory import load_inventory
 from auditor.evidence.verify import verify_run
+from lab import runtime
 from lab.runtime import LabState
 from lab.scenario import load_scenario
 from policies.registry import evaluate_all
@@ -49,16 +52,29 @@ def audit_of(lab: LabState, tmp_root: Path, *, remote: bool = False) -> AuditRun
     if key not in _RUNS:
         out = tmp_root / f"audit-{key}"
         inventory = lab.remote_inventory_path if remote else lab.inventory_path
-        proc = subprocess.run(
-            [*AUDITOR, "audit", "--inventory", str(inventory), "--out", str(out)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        with taps_running() if remote else nullcontext():
+            proc = subprocess.run(
+                [*AUDITOR, "audit", "--inventory", str(inventory), "--out", str(out)],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
         document = json.loads((out / "findings.json").read_text(encoding="utf-8"))
         _RUNS[key] = AuditRun(out, proc.returncode, proc.stdout, proc.stderr, document["findings"])
     return _RUNS[key]
+
+
+@contextmanager
+def taps_running() -> Iterator[None]:
+    """The vantage taps up (mirror ports included) for a remote audit only, and down again
+    before anything else of the scenario runs: to the direct layout a tap would be an unknown
+    neighbour."""
+    runtime.taps_up()
+    try:
+        yield
+    finally:
+        runtime.taps_down()
 
 
 def _params(names: list[str] = SCENARIOS) -> list[Any]:
@@ -171,80 +187,61 @@ def test_no_planted_secret_reaches_the_run_folder_or_the_bundle(
 
 # -- the remote-vantage layout ----------------------------------------------------------------
 
-#: What an audit through the remote-vantage inventory cannot see, as its reasons say it: the
-#: auditor is on term-lan only, inet-canary (the one host whose sudoers allow nmap and
-#: tcpdump) is on inet only, and captures and neighbour sweeps have no remote path. So the
-#: carrier lines cannot be captured or scanned, line-recv and line-send neither scanned nor
-#: swept, and the egress tests find no network they could watch (docs/lab.md).
-REMOTE_BLIND = (
-    "this machine has no address on",  # a scan, capture or sweep of a network out of reach
-    "no capture ran",  # an egress test: none of its external networks could be watched
-    "no capture on",  # an egress test: some of them could not
-)
-
-#: The baseline's findings the remote layout turns from pass to inconclusive, and only these.
-BASELINE_REMOTE_UNDECIDED = {
-    ("inventory-complete", "line-recv"),  # no sweep of line-recv
-    ("inventory-complete", "line-send"),  # no sweep of line-send
-    ("links-encrypted", "recv-srv"),  # no capture on carrier-in
-    ("links-encrypted", "send-srv"),  # no capture on carrier-out
-    ("proc-egress-only-via-gateways", "proc-srv"),  # no egress capture
-    ("recv-no-outbound", "recv-srv"),  # no egress capture
-    ("send-no-inbound", "send-srv"),  # no scan of carrier-out
-    ("unauthorized-access-prevention", "proc-srv"),  # no scan of line-recv, line-send
-    ("unauthorized-access-prevention", "recv-srv"),  # no scan of carrier-in, line-recv
-    ("unauthorized-access-prevention", "send-srv"),  # no scan of carrier-out, line-send
-}
+#: Pairs whose probe side the remote layout may judge differently from the direct audit, per
+#: scenario, and why. The remote audit stands where an auditor on site can: its machine on
+#: term-lan only, the taps (docs/lab.md) on the other segments, inet-canary on inet.
+REMOTE_PROBE_EXPLAINED: dict[str, dict[tuple[str, str], str]] = {}
 
 
-#: The expected failures the remote layout cannot confirm (left inconclusive): those that rest
-#: on a probe alone. The others are also failed by the model (the collected rule sets and
-#: routes), which the remote layout reads as well over SSH, so they stay failures.
-REMOTE_UNDECIDED_FAILURES = {
-    "rogue-device": {("inventory-complete", "line-recv")},  # only a sweep finds rogue-1
-}
+def _verdicts(run: AuditRun) -> dict[tuple[str, str], tuple[str, str | None, str | None]]:
+    """(status, model's status, probe's status) of every pair."""
+    return {
+        (f["control"], f["subject"]): (
+            f["status"],
+            (f.get("model") or {}).get("status"),
+            (f.get("empirical") or {}).get("status"),
+        )
+        for f in run.findings
+    }
 
 
 def _remote_disagreements(direct: AuditRun, remote: AuditRun) -> dict[tuple[str, str], str]:
-    """Each pair the two audits judge differently, with the remote finding's status and
-    reason: "status: reason"."""
-    before = {(f["control"], f["subject"]): f for f in direct.findings}
-    after = {(f["control"], f["subject"]): f for f in remote.findings}
+    """Each pair the two audits judge differently (overall, model or probe), with the
+    remote finding's verdicts and reason."""
+    before, after = _verdicts(direct), _verdicts(remote)
     assert set(before) == set(after), set(before) ^ set(after)
+    reasons = {
+        (f["control"], f["subject"]): f.get("reason") or f["summary"] for f in remote.findings
+    }
     return {
-        pair: f"{after[pair]['status']}: {after[pair].get('reason') or after[pair]['summary']}"
+        pair: f"{before[pair]} -> {after[pair]}: {reasons[pair]}"
         for pair in before
-        if before[pair]["status"] != after[pair]["status"]
+        if before[pair] != after[pair]
     }
 
 
 @pytest.mark.lab
 @pytest.mark.parametrize("scenario", _params())
-def test_the_remote_layout_agrees_with_the_direct_audit_or_says_what_it_could_not_see(
+def test_the_remote_layout_gives_the_same_findings_as_the_direct_audit(
     scenario: str, lab: LabState, tmp_root: Path
 ) -> None:
-    """Audited right after the direct audit, with the scenario still up: every pair gets the
-    same verdict, or the remote audit leaves it inconclusive because a probe could not run
-    from where it stands (its reason says which). It never passes or fails a pair the
-    direct audit judged otherwise."""
+    """Audited right after the direct audit, with the scenario still up and the taps brought
+    up for it: every pair gets the same verdict, and the same model and probe verdicts,
+    although this machine is plugged into term-lan only and every other probe runs from a
+    vantage host over SSH (scans, sweeps, link and egress captures)."""
     direct = audit_of(lab, tmp_root)
     remote = audit_of(lab, tmp_root, remote=True)
     differing = _remote_disagreements(direct, remote)
-    unexplained = {
-        pair: why
-        for pair, why in differing.items()
-        if not (why.startswith("inconclusive: ") and any(b in why for b in REMOTE_BLIND))
+    explained = REMOTE_PROBE_EXPLAINED.get(scenario, {})
+    assert {pair: why for pair, why in differing.items() if pair not in explained} == {}
+    assert verdicts_of(direct.findings) == verdicts_of(remote.findings)
+    # And it did stand elsewhere: every network but term-lan was scanned from its tap.
+    scans = json.loads((remote.out / OBSERVATIONS_FILE).read_text(encoding="utf-8"))["scans"]
+    vantages = {
+        network: (scan.get("value") or {}).get("vantage") for network, scan in scans.items()
     }
-    assert unexplained == {}
-    failed = verdicts_of(direct.findings).failed - verdicts_of(remote.findings).failed
-    assert failed == REMOTE_UNDECIDED_FAILURES.get(scenario, set())
-    if scenario == "baseline":
-        assert set(differing) == BASELINE_REMOTE_UNDECIDED, differing
-    # Everything the hosts themselves tell (collected over SSH) is judged the same.
-    agreeing = {
-        f["control"] for f in direct.findings if (f["control"], f["subject"]) not in differing
-    }
-    assert {"authentication-hardening", "operation-logging", "send-separate-host"} <= agreeing
+    assert str(vantages.pop("term-lan", "")).startswith("local ")
+    assert vantages and vantages == {network: f"ssh tap-{network}" for network in vantages}
     verdicts = verdicts_of(remote.findings)
     assert remote.exit_code == (1 if verdicts.failed else (2 if verdicts.undecided else 0))
     report = verify_run(remote.out)
