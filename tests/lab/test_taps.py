@@ -135,6 +135,22 @@ def _tap_states() -> dict[str, str]:
     }
 
 
+def _tap_addresses() -> list[str]:
+    return [
+        address
+        for tap in TAPS.values()
+        for network, octet in tap.addresses.items()
+        for address in (NETWORKS[network].address4(octet), NETWORKS[network].address6(octet))
+    ]
+
+
+def _neighbour_entries(address: str) -> str:
+    """This machine's neighbour-table lines for ``address`` ("" when it has none)."""
+    return subprocess.run(
+        ["ip", "neigh", "show", "to", address], capture_output=True, text=True, check=False
+    ).stdout.strip()
+
+
 @pytest.fixture(scope="module")
 def taps(lab_session: LabSession) -> Iterator[LabState]:
     lab = lab_session.ensure("baseline")
@@ -161,9 +177,17 @@ def test_taps_down_restores_the_bridges_and_stops_the_taps(lab: LabState) -> Non
         assert mirror.devices == [*mirror.ports, mirror.bridge]
         assert all("clsact" in q for q in _qdiscs(mirror.devices).values())
     assert taps_up_seconds < 30, f"taps up took {taps_up_seconds:.1f} s"
+    for address in _tap_addresses():  # as a remote audit does: this machine talks to each
+        subprocess.run(["ping", "-c", "1", "-W", "1", address], capture_output=True, check=False)
+    assert any(_neighbour_entries(a) for a in _tap_addresses())
 
     runtime.taps_down()
     assert set(_tap_states().values()) <= {"exited", "stopped"}
+    # nothing of the taps is left in this machine's neighbour table, where a sweep that
+    # reads it (auditor inventory draft) would find them as unknown devices
+    assert {a: _neighbour_entries(a) for a in _tap_addresses()} == dict.fromkeys(
+        _tap_addresses(), ""
+    )
     assert _bridge_devices() == before
     assert _qdiscs(before) == podman_made
     # the bridges' MACs (this machine's .1 on each segment) did not move under the containers
